@@ -1,0 +1,5 @@
+"""Data: TFDS builders (synthetic faces, FFHQ, CelebA-HQ, CelebAMask-HQ, image folders),
+task transforms and the per-process input pipeline. Importing this package registers the
+builders with TFDS."""
+
+from stylejax.data import synthetic_faces  # noqa: F401  (registers synthetic_faces)
