@@ -141,7 +141,7 @@ def tf_to_ada_generator(tf: dict[str, np.ndarray]) -> dict:
       continue
     if not _IGNORED.search(key):
       raise KeyError(key)
-  return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
+  return {k: np.array(v, np.float32) for k, v in out.items()}
 
 
 def tf_to_ada_discriminator(tf: dict[str, np.ndarray]) -> dict:
@@ -175,7 +175,7 @@ def tf_to_ada_discriminator(tf: dict[str, np.ndarray]) -> dict:
       continue
     if not _IGNORED.search(key):
       raise KeyError(key)
-  return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
+  return {k: np.array(v, np.float32) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------------------
