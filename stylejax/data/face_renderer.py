@@ -39,6 +39,7 @@ FACTOR_NAMES = (
 SKIN_LIGHT, SKIN_DARK = np.array((0.96, 0.80, 0.68)), np.array((0.45, 0.29, 0.20))
 WHITE = np.array((0.97, 0.97, 0.95))
 HEAD_CENTER = (0.0, -0.1)
+FULL = (slice(None), slice(None))  # a window covering the whole image
 VIEW = 0.8  # half the side of the image in frame units: the head fills about 70% of it
 
 
@@ -151,12 +152,14 @@ class _Canvas:
 
     return span(y), span(x)
 
-  def paint(self, dist, colour, label, where=(slice(None), slice(None)), pixel=None,
-            alpha=1.0):
-    """Composites `colour` where the signed distance `dist` (on the window `where`) is
-    negative; labels the pixels that are at least half covered."""
-    pixel = self.px if pixel is None else pixel
-    cover = 0.5 - dist / pixel
+  def surface_dist(self, dist_uv, where):
+    """A surface shape's distance in pixels, clipped sharply to the head's silhouette."""
+    return np.maximum(dist_uv / self.px_uv[where], self.head[where] / self.px)
+
+  def paint(self, dist, colour, label, where=FULL, alpha=1.0):
+    """Composites `colour` where the signed distance `dist` (in pixels, on the window
+    `where`) is negative; labels the pixels that are at least half covered."""
+    cover = 0.5 - dist
     np.minimum(np.maximum(cover, 0.0, out=cover), 1.0, out=cover)  # np.clip is slower
     self.seg[where][cover >= 0.5] = label
     if alpha != 1.0:
@@ -201,7 +204,7 @@ def _hair(f, c, colour, behind):
     if style == "long":
       drape = _box(c.xh, c.yh, -a - thick, a + thick, 0.0, 2.0 + b)
       dist = np.minimum(dist, drape)
-    c.paint(dist, colour, LABEL["hair"])
+    c.paint(dist / c.px, colour, LABEL["hair"])
     return
   phi = c.u / a
   if style == "bangs":
@@ -210,7 +213,7 @@ def _hair(f, c, colour, behind):
     hairline = ve - 0.16 + 0.07 * (phi / 1.1) ** 2
   top = c.v - hairline
   sides = np.maximum(a * (1.05 - np.abs(phi)), c.v - side_end)
-  c.paint(np.maximum(np.minimum(top, sides), c.head), colour, LABEL["hair"], pixel=c.px_uv)
+  c.paint(c.surface_dist(np.minimum(top, sides), FULL), colour, LABEL["hair"])
 
 
 def _eye_height():
@@ -228,15 +231,14 @@ def _ears(f, c, skin, in_front):
     rx, ry = 0.05 * (0.6 + 0.4 * max(facing, 0.0)), 0.085
     w = c.window_local(x, y, ry)
     dist = _ellipse(c.xh[w], c.yh[w], x, y, rx, ry)
-    c.paint(dist, skin * 0.9, label, w)
+    c.paint(dist / c.px, skin * 0.9, label, w)
 
 
 def _surface_paint(c, w, dist_fn, colour, label, alpha=1.0):
   """Paints a shape given as a function of surface coordinates on window w, clipped to the
   head's silhouette."""
   if w is not None:
-    dist = np.maximum(dist_fn(c.u[w], c.v[w]), c.head[w])
-    c.paint(dist, colour, label, w, c.px_uv[w], alpha)
+    c.paint(c.surface_dist(dist_fn(c.u[w], c.v[w]), w), colour, label, w, alpha)
 
 
 def _glasses(f, c, eye_w, frames):
@@ -280,19 +282,16 @@ def _mouth(f, c, skin):
   gap = opening * (1.0 - t2)
   profile = np.sqrt(1.0 - t2)
   lip_rgb = 0.4 * skin + 0.6 * np.array((0.78, 0.28, 0.30))
-  outside = np.maximum(np.abs(u) - half_w, c.head[w])
+  outside = np.abs(u) - half_w
 
   def band(top, bottom):
-    return np.maximum(np.maximum(top - v, v - bottom), outside)
+    return c.surface_dist(np.maximum(np.maximum(top - v, v - bottom), outside), w)
 
-  pixel = c.px_uv[w]
-  c.paint(band(middle - gap / 2 - lip * profile, middle - gap / 2), lip_rgb, LABEL["u_lip"],
-          w, pixel)
+  c.paint(band(middle - gap / 2 - lip * profile, middle - gap / 2), lip_rgb, LABEL["u_lip"], w)
   c.paint(band(middle + gap / 2, middle + gap / 2 + 1.25 * lip * profile), lip_rgb * 0.92,
-          LABEL["l_lip"], w, pixel)
+          LABEL["l_lip"], w)
   if opening > 0:
-    c.paint(band(middle - gap / 2, middle + gap / 2), (0.96, 0.95, 0.90), LABEL["mouth"],
-            w, pixel)
+    c.paint(band(middle - gap / 2, middle + gap / 2), (0.96, 0.95, 0.90), LABEL["mouth"], w)
 
 
 def _draw_all_but_mouth(f, size):
@@ -306,12 +305,12 @@ def _draw_all_but_mouth(f, size):
   neck_top = HEAD_CENTER[1] + 0.5 * c.b
   neck = _box(c.x, c.y, HEAD_CENTER[0] - 0.45 * c.a, HEAD_CENTER[0] + 0.45 * c.a,
               neck_top, 2.0)
-  c.paint(neck, skin * 0.85, LABEL["neck"])
+  c.paint(neck / c.px, skin * 0.85, LABEL["neck"])
   cloth_rgb = colorsys.hsv_to_rgb((f["background_hue"] + 0.5) % 1.0, 0.6,
                                   1.15 - f["background_value"])
-  c.paint(_ellipse(c.x, c.y, 0.0, 1.08, 0.9, 0.42), cloth_rgb, LABEL["cloth"])
+  c.paint(_ellipse(c.x, c.y, 0.0, 1.08, 0.9, 0.42) / c.px, cloth_rgb, LABEL["cloth"])
   _ears(f, c, skin, in_front=False)
-  c.paint(c.head, skin, LABEL["skin"])
+  c.paint(c.head / c.px, skin, LABEL["skin"])
   _ears(f, c, skin, in_front=True)
   _hair(f, c, hair, behind=False)
 
