@@ -3,3 +3,4 @@ task transforms and the per-process input pipeline. Importing this package regis
 builders with TFDS."""
 
 from stylejax.data import synthetic_faces  # noqa: F401  (registers synthetic_faces)
+from stylejax.data import real_faces  # noqa: F401  (ffhq, celeba_hq, celeba_mask_hq, image_folder)

@@ -73,12 +73,16 @@ def random_flip(example, seed):
   features (factors such as yaw, attributes) describe the unflipped image."""
   flip = tf.random.stateless_uniform([], seed) < 0.5
   out = dict(example, flipped=flip)
+  def mirror(key, value):
+    value = tf.reverse(value, axis=[1])
+    if key == "segmentation":
+      value = tf.gather(tf.constant(FLIP_LABELS, tf.int32), value)
+    return value
+
   for key in SPATIAL_KEYS:
     if key in out:
       value = out[key]
-      if key == "segmentation":
-        value = tf.gather(tf.constant(FLIP_LABELS, tf.int32), value)
-      out[key] = tf.cond(flip, lambda v=value: tf.reverse(v, axis=[1]), lambda v=value: v)
+      out[key] = tf.cond(flip, lambda k=key, v=value: mirror(k, v), lambda v=value: v)
   return out
 
 

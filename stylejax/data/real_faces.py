@@ -94,7 +94,7 @@ class _ManualImageBuilder(tfds.core.GeneratorBasedBuilder):
         metadata=tfds.core.MetadataDict(skipped_files=[]),
     )
 
-  def _decode_all(self, read_fn, items):
+  def _generate_examples(self, read_fn, items):
     """Yields (key, example) for items read by read_fn in workers, applying on_corrupt.
     read_fn returns an example dict, or the CorruptImageError it hit."""
     for key, result in zip([k for k, _ in items],
@@ -135,7 +135,7 @@ class Ffhq(_ManualImageBuilder):
                            f"{self.NUM_IMAGES - 1:05d}.png", folder, missing,
                            self.NUM_IMAGES)
     items = [(i, (i, found[i])) for i in range(self.NUM_IMAGES)]
-    return {"train": self._decode_all(
+    return {"train": self._generate_examples(
         functools.partial(_read_image_example, self.resolution), items)}
 
 
@@ -214,7 +214,7 @@ class CelebaHq(_ManualImageBuilder):
     for split, test in (("train", False), ("test", True)):
       items = [(i, (i, paths[i], attributes[i]))
                for i in range(self.NUM_IMAGES) if is_test[i] == test]
-      splits[split] = self._decode_all(read, items)
+      splits[split] = self._generate_examples(read, items)
     return splits
 
 
@@ -235,20 +235,17 @@ def _read_celeba_example(size, folder, with_masks, item):
 
 def merge_part_masks(mask_dir, index, size):
   """Merges CelebAMask-HQ's per-part masks `<index:05d>_<part>.png` into one label map
-  (size x size, uint8), later parts overwriting earlier ones as in the official script.
-  Returns None when no mask of that image exists."""
-  labels, found = None, False
+  (size x size x 1, uint8), later parts overwriting earlier ones as in the official script."""
+  labels = None
   for label, part in enumerate(CLASS_NAMES[1:], start=1):
     path = Path(mask_dir) / f"{index:05d}_{part}.png"
-    if not path.is_file():
-      continue
-    mask = np.asarray(building.open_image(path, "L")) > 0
-    if labels is None:
-      labels = np.zeros(mask.shape, np.uint8)
-    labels[mask] = label
-    found = True
-  if not found:
-    return None
+    if path.is_file():
+      mask = np.asarray(building.open_image(path, "L")) > 0
+      labels = np.zeros(mask.shape, np.uint8) if labels is None else labels
+      labels[mask] = label
+  if labels is None:
+    raise FolderError(f"celeba_mask_hq: expected part masks {index:05d}_<part>.png in "
+                      f"{mask_dir}, found none.")
   image = Image.fromarray(labels)
   if image.size != (size, size):
     image = image.resize((size, size), Image.NEAREST)
@@ -317,5 +314,5 @@ class ImageFolder(_ManualImageBuilder):
     if not items:
       raise FolderError(f"image_folder: expected {expected} in {folder}, found none. "
                         f"Found: {_listing(folder)}.")
-    return {"train": self._decode_all(
+    return {"train": self._generate_examples(
         functools.partial(_read_folder_example, self.resolution), items)}
