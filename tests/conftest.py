@@ -7,30 +7,34 @@ import numpy as np
 import pytest
 
 # ../shared/fixtures relative to the repository root (override with STYLEJAX_FIXTURES).
-FIXTURES = Path(os.environ.get("STYLEJAX_FIXTURES",
-                               Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+FIXTURES = Path(
+    os.environ.get("STYLEJAX_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures")
+)
 
 
 def fixture_file(name: str) -> Path:
-  """Path of a parity fixture; skips the test with the reason when it is absent."""
-  path = FIXTURES / name
-  if not path.is_file():
-    pytest.skip(f"parity fixture {path} not found: the tests need the project's ../shared "
-                f"folder beside the checkout (or STYLEJAX_FIXTURES pointing at it)")
-  return path
+    """Path of a parity fixture; skips the test with the reason when it is absent."""
+    path = FIXTURES / name
+    if not path.is_file():
+        pytest.skip(
+            f"parity fixture {path} not found: the tests need the project's ../shared "
+            f"folder beside the checkout (or STYLEJAX_FIXTURES pointing at it)"
+        )
+    return path
 
 
 def assert_close(got, want, rel=1e-5, max_abs=1e-4, what=""):
-  """Relative L2 error and max-abs error bounds, as the fixtures' README states them."""
-  got = np.asarray(got, np.float64)
-  want = np.asarray(want, np.float64)
-  assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-  rel_err = np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30)
-  abs_err = np.abs(got - want).max()
-  assert rel_err <= rel and abs_err <= max_abs, (
-      f"{what}: relative error {rel_err:.3e} (bound {rel:g}), max-abs {abs_err:.3e} "
-      f"(bound {max_abs:g})")
+    """Relative L2 error and max-abs error bounds, as the fixtures' README states them."""
+    got = np.asarray(got, np.float64)
+    want = np.asarray(want, np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    rel_err = np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30)
+    abs_err = np.abs(got - want).max()
+    assert rel_err <= rel and abs_err <= max_abs, (
+        f"{what}: relative error {rel_err:.3e} (bound {rel:g}), max-abs {abs_err:.3e} "
+        f"(bound {max_abs:g})"
+    )
 
 
 def nchw(x):
-  return np.asarray(x).transpose(0, 3, 1, 2)
+    return np.asarray(x).transpose(0, 3, 1, 2)

@@ -25,58 +25,62 @@ from stylejax.convert.readers import CheckpointError  # noqa: E402
 
 
 def summarize(out_dir, meta):
-  lines = [f"converted {meta['format']} checkpoint {meta['source']} -> {out_dir}"]
-  for name, net in meta["networks"].items():
-    module, variables = load_pretrained(out_dir, name)
-    n = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(variables["params"]))
-    cfg = net["config"]
-    lines.append(f"  {name:6s} {net['kind']:13s} {cfg['img_resolution']} px, "
-                 f"channels {cfg['channels']}, {n:,} trainable parameters")
-  return "\n".join(lines)
+    lines = [f"converted {meta['format']} checkpoint {meta['source']} -> {out_dir}"]
+    for name, net in meta["networks"].items():
+        module, variables = load_pretrained(out_dir, name)
+        n = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(variables["params"]))
+        cfg = net["config"]
+        lines.append(
+            f"  {name:6s} {net['kind']:13s} {cfg['img_resolution']} px, "
+            f"channels {cfg['channels']}, {n:,} trainable parameters"
+        )
+    return "\n".join(lines)
 
 
 def check_reference(out_dir, ref_path):
-  """Compares the converted G_ema with reference outputs; returns the worst relative error."""
-  ref = np.load(ref_path)
-  G, variables = load_pretrained(out_dir, "g_ema")
-  c = ref["c"] if "c" in ref else None
-  checks = []
-  if "ws" in ref and "img_const" in ref:  # stylegan2-ada fixtures
-    checks.append(("img_const", G.apply(variables, ref["ws"], input_space="w+",
-                                        noise_mode="const")))
-  if "z" in ref and "img_z" in ref:  # rosinality fixtures
-    checks.append(("img_z", G.apply(variables, ref["z"], c, noise_mode="const")))
-  if not checks:
-    raise SystemExit(f"{ref_path}: expected arrays ws+img_const or z+img_z")
-  worst = 0.0
-  for key, got in checks:
-    got = np.asarray(got).transpose(0, 3, 1, 2)
-    rel = np.linalg.norm(got - ref[key]) / np.linalg.norm(ref[key])
-    print(f"  {key}: relative error {rel:.2e}, max-abs {np.abs(got - ref[key]).max():.2e}")
-    worst = max(worst, rel)
-  return worst
+    """Compares the converted G_ema with reference outputs; returns the worst relative error."""
+    ref = np.load(ref_path)
+    G, variables = load_pretrained(out_dir, "g_ema")
+    c = ref["c"] if "c" in ref else None
+    checks = []
+    if "ws" in ref and "img_const" in ref:  # stylegan2-ada fixtures
+        checks.append(
+            ("img_const", G.apply(variables, ref["ws"], input_space="w+", noise_mode="const"))
+        )
+    if "z" in ref and "img_z" in ref:  # rosinality fixtures
+        checks.append(("img_z", G.apply(variables, ref["z"], c, noise_mode="const")))
+    if not checks:
+        raise SystemExit(f"{ref_path}: expected arrays ws+img_const or z+img_z")
+    worst = 0.0
+    for key, got in checks:
+        got = np.asarray(got).transpose(0, 3, 1, 2)
+        rel = np.linalg.norm(got - ref[key]) / np.linalg.norm(ref[key])
+        print(f"  {key}: relative error {rel:.2e}, max-abs {np.abs(got - ref[key]).max():.2e}")
+        worst = max(worst, rel)
+    return worst
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("src", help="rosinality .pt, stylegan2-ada-pytorch .pkl or TF .pkl")
-  parser.add_argument("out_dir", help="output directory (written atomically)")
-  parser.add_argument("--which", default="g_ema", choices=["g_ema", "g", "d", "all"])
-  parser.add_argument("--overwrite", action="store_true")
-  parser.add_argument("--ref", help="reference outputs .npz to check parity against")
-  args = parser.parse_args(argv)
-  try:
-    meta = convert_stylegan2(args.src, args.out_dir, args.which, args.overwrite)
-  except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
-    raise SystemExit(f"error: {e}") from None
-  print(summarize(args.out_dir, meta))
-  if args.ref:
-    worst = check_reference(args.out_dir, args.ref)
-    if worst > 1e-5:
-      raise SystemExit(f"parity check failed: relative error {worst:.2e} > 1e-5")
-    print("parity check passed (relative error <= 1e-5)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("src", help="rosinality .pt, stylegan2-ada-pytorch .pkl or TF .pkl")
+    parser.add_argument("out_dir", help="output directory (written atomically)")
+    parser.add_argument("--which", default="g_ema", choices=["g_ema", "g", "d", "all"])
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--ref", help="reference outputs .npz to check parity against")
+    args = parser.parse_args(argv)
+    try:
+        meta = convert_stylegan2(args.src, args.out_dir, args.which, args.overwrite)
+    except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(summarize(args.out_dir, meta))
+    if args.ref:
+        worst = check_reference(args.out_dir, args.ref)
+        if worst > 1e-5:
+            raise SystemExit(f"parity check failed: relative error {worst:.2e} > 1e-5")
+        print("parity check passed (relative error <= 1e-5)")
 
 
 if __name__ == "__main__":
-  main()
+    main()

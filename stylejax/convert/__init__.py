@@ -1,9 +1,9 @@
 """Weight import: official checkpoints → orbax checkpoint + model config.
 
-    from stylejax.convert import convert_stylegan2, load_pretrained
-    convert_stylegan2("stylegan2-ffhq-config-f.pkl", "ffhq_f")   # once
-    G, variables = load_pretrained("ffhq_f")                      # G_ema by default
-    img = G.apply(variables, z, truncation_psi=0.7, noise_mode="const")  # NHWC in [-1, 1]
+from stylejax.convert import convert_stylegan2, load_pretrained
+convert_stylegan2("stylegan2-ffhq-config-f.pkl", "ffhq_f")   # once
+G, variables = load_pretrained("ffhq_f")                      # G_ema by default
+img = G.apply(variables, z, truncation_psi=0.7, noise_mode="const")  # NHWC in [-1, 1]
 """
 
 import json
@@ -23,86 +23,103 @@ VARIABLES_DIR = "variables"
 NETWORK_NAMES = ("g_ema", "g", "d")
 
 
-def convert_stylegan2(src: str | os.PathLike, out_dir: str | os.PathLike,
-                      which: str = "g_ema", overwrite: bool = False) -> dict[str, Any]:
-  """Converts a rosinality / stylegan2-ada / TF StyleGAN2 file; returns the written config."""
-  src = str(src)
-  wanted = NETWORK_NAMES if which == "all" else (which,)
-  if any(w not in NETWORK_NAMES for w in wanted):
-    raise ValueError(f"--which must be one of {NETWORK_NAMES + ('all',)}, got {which!r}")
-  nets = stylegan2.read_networks(src)
-  networks, variables = {}, {}
-  for name in wanted:
-    if nets.get(name) is None:
-      if which == "all":
-        continue
-      raise CheckpointError(f"{src}: has no '{name}' network (this {nets['format']} file "
-                            f"holds: {[n for n in NETWORK_NAMES if nets.get(n) is not None]})")
-    kind = "discriminator" if name == "d" else "generator"
-    config = nets["d_config"] if name == "d" else nets["g_config"]
-    variables[name] = stylegan2.convert_network(nets[name], config, kind, src, name)
-    networks[name] = {"kind": kind, "config": config}
-  meta = {"family": "stylegan2", "format": nets["format"], "source": os.path.abspath(src),
-          "networks": networks}
-  save_converted(out_dir, variables, meta, overwrite=overwrite)
-  return meta
+def convert_stylegan2(
+    src: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    which: str = "g_ema",
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Converts a rosinality / stylegan2-ada / TF StyleGAN2 file; returns the written config."""
+    src = str(src)
+    wanted = NETWORK_NAMES if which == "all" else (which,)
+    if any(w not in NETWORK_NAMES for w in wanted):
+        raise ValueError(f"--which must be one of {NETWORK_NAMES + ('all',)}, got {which!r}")
+    nets = stylegan2.read_networks(src)
+    networks, variables = {}, {}
+    for name in wanted:
+        if nets.get(name) is None:
+            if which == "all":
+                continue
+            raise CheckpointError(
+                f"{src}: has no '{name}' network (this {nets['format']} file "
+                f"holds: {[n for n in NETWORK_NAMES if nets.get(n) is not None]})"
+            )
+        kind = "discriminator" if name == "d" else "generator"
+        config = nets["d_config"] if name == "d" else nets["g_config"]
+        variables[name] = stylegan2.convert_network(nets[name], config, kind, src, name)
+        networks[name] = {"kind": kind, "config": config}
+    meta = {
+        "family": "stylegan2",
+        "format": nets["format"],
+        "source": os.path.abspath(src),
+        "networks": networks,
+    }
+    save_converted(out_dir, variables, meta, overwrite=overwrite)
+    return meta
 
 
 def save_converted(out_dir, variables: dict, meta: dict, overwrite: bool = False):
-  """Writes config.json and the orbax checkpoint into a temp dir, then renames it into
-  place, so an interrupted or failed conversion never leaves a half-written OUT_DIR."""
-  import orbax.checkpoint as ocp
+    """Writes config.json and the orbax checkpoint into a temp dir, then renames it into
+    place, so an interrupted or failed conversion never leaves a half-written OUT_DIR."""
+    import orbax.checkpoint as ocp
 
-  out_dir = Path(out_dir).absolute()
-  if out_dir.exists() and not overwrite:
-    raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
-  out_dir.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-  try:
-    (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-    tree = {name: _to_numpy(v) for name, v in variables.items()}
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(tmp / VARIABLES_DIR, tree)
-    checkpointer.wait_until_finished()
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
-    if out_dir.exists():
-      shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+    out_dir = Path(out_dir).absolute()
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        tree = {name: _to_numpy(v) for name, v in variables.items()}
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(tmp / VARIABLES_DIR, tree)
+        checkpointer.wait_until_finished()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _to_numpy(tree):
-  if isinstance(tree, dict):
-    return {k: _to_numpy(v) for k, v in tree.items()}
-  return np.asarray(tree, np.float32)
+    if isinstance(tree, dict):
+        return {k: _to_numpy(v) for k, v in tree.items()}
+    return np.asarray(tree, np.float32)
 
 
 def read_config(path) -> dict:
-  path = Path(path)
-  config_file = path / CONFIG_FILE
-  if not config_file.is_file():
-    raise CheckpointError(f"{path}: not a converted stylejax checkpoint: expected "
-                          f"{CONFIG_FILE} and {VARIABLES_DIR}/ inside (make one with "
-                          f"tools/convert_weights.py)")
-  return json.loads(config_file.read_text())
+    path = Path(path)
+    config_file = path / CONFIG_FILE
+    if not config_file.is_file():
+        raise CheckpointError(
+            f"{path}: not a converted stylejax checkpoint: expected "
+            f"{CONFIG_FILE} and {VARIABLES_DIR}/ inside (make one with "
+            f"tools/convert_weights.py)"
+        )
+    return json.loads(config_file.read_text())
 
 
 def load_pretrained(path, which: str = "g_ema"):
-  """Loads a converted checkpoint: returns (flax module, variables) for network `which`."""
-  import orbax.checkpoint as ocp
+    """Loads a converted checkpoint: returns (flax module, variables) for network `which`."""
+    import orbax.checkpoint as ocp
 
-  path = Path(path).absolute()
-  meta = read_config(path)
-  if which not in meta["networks"]:
-    raise CheckpointError(f"{path}: has no '{which}' network; it holds "
-                          f"{sorted(meta['networks'])} (convert with --which all)")
-  net = meta["networks"][which]
-  build = (stylegan2.build_discriminator if net["kind"] == "discriminator"
-           else stylegan2.build_generator)
-  module = build(net["config"])
-  restored = ocp.StandardCheckpointer().restore(path / VARIABLES_DIR)
-  return module, restored[which]
+    path = Path(path).absolute()
+    meta = read_config(path)
+    if which not in meta["networks"]:
+        raise CheckpointError(
+            f"{path}: has no '{which}' network; it holds "
+            f"{sorted(meta['networks'])} (convert with --which all)"
+        )
+    net = meta["networks"][which]
+    build = (
+        stylegan2.build_discriminator
+        if net["kind"] == "discriminator"
+        else stylegan2.build_generator
+    )
+    module = build(net["config"])
+    restored = ocp.StandardCheckpointer().restore(path / VARIABLES_DIR)
+    return module, restored[which]

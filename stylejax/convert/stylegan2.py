@@ -25,63 +25,63 @@ _IGNORED = re.compile(r"(^|\.)(resample_filter|kernel)$|^lod$")
 
 
 def rosinality_to_ada_generator(sd: dict[str, np.ndarray], latent_avg=None) -> dict:
-  out = {}
-  n_mlp = 0
-  while f"style.{n_mlp + 1}.weight" in sd:
-    out[f"mapping.fc{n_mlp}.weight"] = sd[f"style.{n_mlp + 1}.weight"]
-    out[f"mapping.fc{n_mlp}.bias"] = sd[f"style.{n_mlp + 1}.bias"]
-    n_mlp += 1
-  if latent_avg is not None:
-    out["mapping.w_avg"] = np.asarray(latent_avg).reshape(-1)
+    out = {}
+    n_mlp = 0
+    while f"style.{n_mlp + 1}.weight" in sd:
+        out[f"mapping.fc{n_mlp}.weight"] = sd[f"style.{n_mlp + 1}.weight"]
+        out[f"mapping.fc{n_mlp}.bias"] = sd[f"style.{n_mlp + 1}.bias"]
+        n_mlp += 1
+    if latent_avg is not None:
+        out["mapping.w_avg"] = np.asarray(latent_avg).reshape(-1)
 
-  def modconv(src, dst, noise_key=None):
-    out[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
-    out[f"{dst}.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
-    out[f"{dst}.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
-    if noise_key is None:  # ToRGB
-      out[f"{dst}.bias"] = sd[f"{src}.bias"].reshape(-1)
-      return
-    out[f"{dst}.noise_strength"] = sd[f"{src}.noise.weight"].reshape(())
-    out[f"{dst}.bias"] = sd[f"{src}.activate.bias"]
-    if noise_key in sd:
-      out[f"{dst}.noise_const"] = sd[noise_key][0, 0]
+    def modconv(src, dst, noise_key=None):
+        out[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
+        out[f"{dst}.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
+        out[f"{dst}.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
+        if noise_key is None:  # ToRGB
+            out[f"{dst}.bias"] = sd[f"{src}.bias"].reshape(-1)
+            return
+        out[f"{dst}.noise_strength"] = sd[f"{src}.noise.weight"].reshape(())
+        out[f"{dst}.bias"] = sd[f"{src}.activate.bias"]
+        if noise_key in sd:
+            out[f"{dst}.noise_const"] = sd[noise_key][0, 0]
 
-  out["synthesis.b4.const"] = sd["input.input"][0]
-  modconv("conv1", "synthesis.b4.conv1", "noises.noise_0")
-  modconv("to_rgb1", "synthesis.b4.torgb")
-  i = 0
-  while f"convs.{2 * i}.conv.weight" in sd:
-    log2 = i + 3
-    r = 2**log2
-    modconv(f"convs.{2 * i}", f"synthesis.b{r}.conv0", f"noises.noise_{2 * log2 - 5}")
-    modconv(f"convs.{2 * i + 1}", f"synthesis.b{r}.conv1", f"noises.noise_{2 * log2 - 4}")
-    modconv(f"to_rgbs.{i}", f"synthesis.b{r}.torgb")
-    i += 1
-  return out
+    out["synthesis.b4.const"] = sd["input.input"][0]
+    modconv("conv1", "synthesis.b4.conv1", "noises.noise_0")
+    modconv("to_rgb1", "synthesis.b4.torgb")
+    i = 0
+    while f"convs.{2 * i}.conv.weight" in sd:
+        log2 = i + 3
+        r = 2**log2
+        modconv(f"convs.{2 * i}", f"synthesis.b{r}.conv0", f"noises.noise_{2 * log2 - 5}")
+        modconv(f"convs.{2 * i + 1}", f"synthesis.b{r}.conv1", f"noises.noise_{2 * log2 - 4}")
+        modconv(f"to_rgbs.{i}", f"synthesis.b{r}.torgb")
+        i += 1
+    return out
 
 
 def rosinality_to_ada_discriminator(sd: dict[str, np.ndarray]) -> dict:
-  out = {}
-  n_blocks = 0
-  while f"convs.{n_blocks + 1}.conv1.0.weight" in sd:
-    n_blocks += 1
-  top = 2 ** (n_blocks + 2)
-  out[f"b{top}.fromrgb.weight"] = sd["convs.0.0.weight"]
-  out[f"b{top}.fromrgb.bias"] = sd["convs.0.1.bias"]
-  for k in range(1, n_blocks + 1):
-    r = top // 2 ** (k - 1)
-    out[f"b{r}.conv0.weight"] = sd[f"convs.{k}.conv1.0.weight"]
-    out[f"b{r}.conv0.bias"] = sd[f"convs.{k}.conv1.1.bias"]
-    out[f"b{r}.conv1.weight"] = sd[f"convs.{k}.conv2.1.weight"]
-    out[f"b{r}.conv1.bias"] = sd[f"convs.{k}.conv2.2.bias"]
-    out[f"b{r}.skip.weight"] = sd[f"convs.{k}.skip.1.weight"]
-  out["b4.conv.weight"] = sd["final_conv.0.weight"]
-  out["b4.conv.bias"] = sd["final_conv.1.bias"]
-  out["b4.fc.weight"] = sd["final_linear.0.weight"]
-  out["b4.fc.bias"] = sd["final_linear.0.bias"]
-  out["b4.out.weight"] = sd["final_linear.1.weight"]
-  out["b4.out.bias"] = sd["final_linear.1.bias"]
-  return out
+    out = {}
+    n_blocks = 0
+    while f"convs.{n_blocks + 1}.conv1.0.weight" in sd:
+        n_blocks += 1
+    top = 2 ** (n_blocks + 2)
+    out[f"b{top}.fromrgb.weight"] = sd["convs.0.0.weight"]
+    out[f"b{top}.fromrgb.bias"] = sd["convs.0.1.bias"]
+    for k in range(1, n_blocks + 1):
+        r = top // 2 ** (k - 1)
+        out[f"b{r}.conv0.weight"] = sd[f"convs.{k}.conv1.0.weight"]
+        out[f"b{r}.conv0.bias"] = sd[f"convs.{k}.conv1.1.bias"]
+        out[f"b{r}.conv1.weight"] = sd[f"convs.{k}.conv2.1.weight"]
+        out[f"b{r}.conv1.bias"] = sd[f"convs.{k}.conv2.2.bias"]
+        out[f"b{r}.skip.weight"] = sd[f"convs.{k}.skip.1.weight"]
+    out["b4.conv.weight"] = sd["final_conv.0.weight"]
+    out["b4.conv.bias"] = sd["final_conv.1.bias"]
+    out["b4.fc.weight"] = sd["final_linear.0.weight"]
+    out["b4.fc.bias"] = sd["final_linear.0.bias"]
+    out["b4.out.weight"] = sd["final_linear.1.weight"]
+    out["b4.out.bias"] = sd["final_linear.1.bias"]
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -89,93 +89,102 @@ def rosinality_to_ada_discriminator(sd: dict[str, np.ndarray]) -> dict:
 
 
 def _tf_conv(w, flip=False):
-  w = np.asarray(w)
-  if flip:
-    w = w[::-1, ::-1]
-  return np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+    w = np.asarray(w)
+    if flip:
+        w = w[::-1, ::-1]
+    return np.ascontiguousarray(w.transpose(3, 2, 0, 1))
 
 
 def tf_to_ada_generator(tf: dict[str, np.ndarray]) -> dict:
-  out = {}
-  for key, value in tf.items():
-    m = re.fullmatch(r"mapping/Dense(\d+)/(weight|bias)", key)
-    if m:
-      out[f"mapping.fc{m[1]}.{m[2]}"] = value.T if m[2] == "weight" else value
-      continue
-    m = re.fullmatch(r"mapping/LabelEmbed/(weight|bias)", key)
-    if m:
-      out[f"mapping.embed.{m[1]}"] = value.T if m[1] == "weight" else value
-      continue
-    if key == "dlatent_avg":
-      out["mapping.w_avg"] = value
-      continue
-    if key == "mapping/LabelConcat/weight":
-      raise ValueError("conditional TF StyleGAN2 generators with LabelConcat are not supported "
-                       "(stylegan2-ada's legacy.py does not support them either)")
-    m = re.fullmatch(r"synthesis/noise(\d+)", key)
-    if m:
-      j = int(m[1])
-      log2 = (j + 5) // 2
-      layer = "conv1" if j == 0 or j % 2 == 0 else "conv0"
-      out[f"synthesis.b{2**log2}.{layer}.noise_const"] = value[0, 0]
-      continue
-    if key == "synthesis/4x4/Const/const":
-      out["synthesis.b4.const"] = value[0]
-      continue
-    m = re.fullmatch(r"synthesis/(\d+)x\d+/(Conv|Conv0_up|Conv1|ToRGB|Skip)/(\w+)", key)
-    if m:
-      r, layer, var = m[1], m[2], m[3]
-      name = {"Conv": "conv1", "Conv0_up": "conv0", "Conv1": "conv1", "ToRGB": "torgb",
-              "Skip": "skip"}[layer]
-      prefix = f"synthesis.b{r}.{name}"
-      if var == "weight":
-        out[f"{prefix}.weight"] = _tf_conv(value, flip=layer in ("Conv0_up", "Skip"))
-      elif var == "mod_weight":
-        out[f"{prefix}.affine.weight"] = value.T
-      elif var == "mod_bias":
-        out[f"{prefix}.affine.bias"] = value + 1
-      elif var in ("bias", "noise_strength"):
-        out[f"{prefix}.{var}"] = value
-      else:
-        raise KeyError(key)
-      continue
-    if not _IGNORED.search(key):
-      raise KeyError(key)
-  return {k: np.array(v, np.float32) for k, v in out.items()}
+    out = {}
+    for key, value in tf.items():
+        m = re.fullmatch(r"mapping/Dense(\d+)/(weight|bias)", key)
+        if m:
+            out[f"mapping.fc{m[1]}.{m[2]}"] = value.T if m[2] == "weight" else value
+            continue
+        m = re.fullmatch(r"mapping/LabelEmbed/(weight|bias)", key)
+        if m:
+            out[f"mapping.embed.{m[1]}"] = value.T if m[1] == "weight" else value
+            continue
+        if key == "dlatent_avg":
+            out["mapping.w_avg"] = value
+            continue
+        if key == "mapping/LabelConcat/weight":
+            raise ValueError(
+                "conditional TF StyleGAN2 generators with LabelConcat are not supported "
+                "(stylegan2-ada's legacy.py does not support them either)"
+            )
+        m = re.fullmatch(r"synthesis/noise(\d+)", key)
+        if m:
+            j = int(m[1])
+            log2 = (j + 5) // 2
+            layer = "conv1" if j == 0 or j % 2 == 0 else "conv0"
+            out[f"synthesis.b{2**log2}.{layer}.noise_const"] = value[0, 0]
+            continue
+        if key == "synthesis/4x4/Const/const":
+            out["synthesis.b4.const"] = value[0]
+            continue
+        m = re.fullmatch(r"synthesis/(\d+)x\d+/(Conv|Conv0_up|Conv1|ToRGB|Skip)/(\w+)", key)
+        if m:
+            r, layer, var = m[1], m[2], m[3]
+            name = {
+                "Conv": "conv1",
+                "Conv0_up": "conv0",
+                "Conv1": "conv1",
+                "ToRGB": "torgb",
+                "Skip": "skip",
+            }[layer]
+            prefix = f"synthesis.b{r}.{name}"
+            if var == "weight":
+                out[f"{prefix}.weight"] = _tf_conv(value, flip=layer in ("Conv0_up", "Skip"))
+            elif var == "mod_weight":
+                out[f"{prefix}.affine.weight"] = value.T
+            elif var == "mod_bias":
+                out[f"{prefix}.affine.bias"] = value + 1
+            elif var in ("bias", "noise_strength"):
+                out[f"{prefix}.{var}"] = value
+            else:
+                raise KeyError(key)
+            continue
+        if not _IGNORED.search(key):
+            raise KeyError(key)
+    return {k: np.array(v, np.float32) for k, v in out.items()}
 
 
 def tf_to_ada_discriminator(tf: dict[str, np.ndarray]) -> dict:
-  out = {}
-  for key, value in tf.items():
-    m = re.fullmatch(r"(\d+)x\d+/(FromRGB|Conv0|Conv1_down|Skip)/(weight|bias)", key)
-    if m:
-      name = {"FromRGB": "fromrgb", "Conv0": "conv0", "Conv1_down": "conv1", "Skip": "skip"}
-      out[f"b{m[1]}.{name[m[2]]}.{m[3]}"] = _tf_conv(value) if m[3] == "weight" else value
-      continue
-    m = re.fullmatch(r"FromRGB_lod(\d+)/(weight|bias)", key)
-    if m:
-      raise ValueError("TF discriminators of the 'orig' architecture (FromRGB_lod*) are not "
-                       "supported; expected a resnet or skip discriminator")
-    m = re.fullmatch(r"4x4/(Conv|Dense0)/(weight|bias)", key)
-    if m:
-      name = "conv" if m[1] == "Conv" else "fc"
-      if m[2] == "bias":
-        out[f"b4.{name}.bias"] = value
-      else:
-        out[f"b4.{name}.weight"] = _tf_conv(value) if name == "conv" else value.T
-      continue
-    m = re.fullmatch(r"Output/(weight|bias)", key)
-    if m:
-      out[f"b4.out.{m[1]}"] = value.T if m[1] == "weight" else value
-      continue
-    m = re.fullmatch(r"(LabelEmbed|Mapping(\d+))/(weight|bias)", key)
-    if m:
-      name = "embed" if m[1] == "LabelEmbed" else f"fc{m[2]}"
-      out[f"mapping.{name}.{m[3]}"] = value.T if m[3] == "weight" else value
-      continue
-    if not _IGNORED.search(key):
-      raise KeyError(key)
-  return {k: np.array(v, np.float32) for k, v in out.items()}
+    out = {}
+    for key, value in tf.items():
+        m = re.fullmatch(r"(\d+)x\d+/(FromRGB|Conv0|Conv1_down|Skip)/(weight|bias)", key)
+        if m:
+            name = {"FromRGB": "fromrgb", "Conv0": "conv0", "Conv1_down": "conv1", "Skip": "skip"}
+            out[f"b{m[1]}.{name[m[2]]}.{m[3]}"] = _tf_conv(value) if m[3] == "weight" else value
+            continue
+        m = re.fullmatch(r"FromRGB_lod(\d+)/(weight|bias)", key)
+        if m:
+            raise ValueError(
+                "TF discriminators of the 'orig' architecture (FromRGB_lod*) are not "
+                "supported; expected a resnet or skip discriminator"
+            )
+        m = re.fullmatch(r"4x4/(Conv|Dense0)/(weight|bias)", key)
+        if m:
+            name = "conv" if m[1] == "Conv" else "fc"
+            if m[2] == "bias":
+                out[f"b4.{name}.bias"] = value
+            else:
+                out[f"b4.{name}.weight"] = _tf_conv(value) if name == "conv" else value.T
+            continue
+        m = re.fullmatch(r"Output/(weight|bias)", key)
+        if m:
+            out[f"b4.out.{m[1]}"] = value.T if m[1] == "weight" else value
+            continue
+        m = re.fullmatch(r"(LabelEmbed|Mapping(\d+))/(weight|bias)", key)
+        if m:
+            name = "embed" if m[1] == "LabelEmbed" else f"fc{m[2]}"
+            out[f"mapping.{name}.{m[3]}"] = value.T if m[3] == "weight" else value
+            continue
+        if not _IGNORED.search(key):
+            raise KeyError(key)
+    return {k: np.array(v, np.float32) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -183,50 +192,59 @@ def tf_to_ada_discriminator(tf: dict[str, np.ndarray]) -> dict:
 
 
 def generator_config(sd: dict, **overrides) -> dict[str, Any]:
-  """Generator kwargs read from an ada-named state dict; overrides fill what shapes can't."""
-  n_mlp = sum(1 for k in sd if re.fullmatch(r"mapping\.fc\d+\.weight", k))
-  blocks = sorted({int(m[1]) for k in sd if (m := re.match(r"synthesis\.b(\d+)\.", k))})
-  if not n_mlp or not blocks:
-    raise KeyError("mapping.fc0.weight / synthesis.b4.*")
-  res = blocks[-1]
-  channels = [sd["synthesis.b4.const"].shape[0]]
-  channels += [sd[f"synthesis.b{r}.conv1.weight"].shape[0] for r in blocks[1:]]
-  embed = sd.get("mapping.embed.weight")
-  c_dim = 0 if embed is None else embed.shape[1]
-  fc0_in = sd["mapping.fc0.weight"].shape[1]
-  z_dim = fc0_in - (embed.shape[0] if embed is not None else 0)
-  has_all_torgb = all(f"synthesis.b{r}.torgb.weight" in sd for r in blocks)
-  config = dict(
-      z_dim=int(z_dim), c_dim=int(c_dim),
-      w_dim=int(sd[f"mapping.fc{n_mlp - 1}.weight"].shape[0]),
-      img_resolution=int(res),
-      img_channels=int(sd[f"synthesis.b{res}.torgb.weight"].shape[0]),
-      channels=[int(c) for c in channels], mapping_layers=int(n_mlp),
-      architecture="skip" if has_all_torgb else "resnet",
-      mapping_lr_mul=0.01, conv_clamp=None, w_avg_beta=0.995)
-  config.update(overrides)
-  return config
+    """Generator kwargs read from an ada-named state dict; overrides fill what shapes can't."""
+    n_mlp = sum(1 for k in sd if re.fullmatch(r"mapping\.fc\d+\.weight", k))
+    blocks = sorted({int(m[1]) for k in sd if (m := re.match(r"synthesis\.b(\d+)\.", k))})
+    if not n_mlp or not blocks:
+        raise KeyError("mapping.fc0.weight / synthesis.b4.*")
+    res = blocks[-1]
+    channels = [sd["synthesis.b4.const"].shape[0]]
+    channels += [sd[f"synthesis.b{r}.conv1.weight"].shape[0] for r in blocks[1:]]
+    embed = sd.get("mapping.embed.weight")
+    c_dim = 0 if embed is None else embed.shape[1]
+    fc0_in = sd["mapping.fc0.weight"].shape[1]
+    z_dim = fc0_in - (embed.shape[0] if embed is not None else 0)
+    has_all_torgb = all(f"synthesis.b{r}.torgb.weight" in sd for r in blocks)
+    config = dict(
+        z_dim=int(z_dim),
+        c_dim=int(c_dim),
+        w_dim=int(sd[f"mapping.fc{n_mlp - 1}.weight"].shape[0]),
+        img_resolution=int(res),
+        img_channels=int(sd[f"synthesis.b{res}.torgb.weight"].shape[0]),
+        channels=[int(c) for c in channels],
+        mapping_layers=int(n_mlp),
+        architecture="skip" if has_all_torgb else "resnet",
+        mapping_lr_mul=0.01,
+        conv_clamp=None,
+        w_avg_beta=0.995,
+    )
+    config.update(overrides)
+    return config
 
 
 def discriminator_config(sd: dict, **overrides) -> dict[str, Any]:
-  blocks = sorted({int(m[1]) for k in sd if (m := re.match(r"b(\d+)\.", k))})
-  res = blocks[-1]
-  channels = {4: sd["b4.conv.weight"].shape[0]}
-  for r in blocks[1:]:
-    channels[r] = sd[f"b{r}.conv0.weight"].shape[0]
-  mbstd_channels = sd["b4.conv.weight"].shape[1] - channels[4]
-  n_map = sum(1 for k in sd if re.fullmatch(r"mapping\.fc\d+\.weight", k))
-  embed = sd.get("mapping.embed.weight")
-  config = dict(
-      c_dim=0 if embed is None else int(embed.shape[1]),
-      img_resolution=int(res), img_channels=int(sd[f"b{res}.fromrgb.weight"].shape[1]),
-      channels=[int(channels[r]) for r in sorted(channels)],
-      architecture="resnet" if f"b{res}.skip.weight" in sd else "skip",
-      conv_clamp=None, mbstd_group_size=4, mbstd_num_channels=int(mbstd_channels),
-      cmap_dim=None if embed is None else int(sd["b4.out.weight"].shape[0]),
-      mapping_layers=int(n_map) if n_map else 8)
-  config.update(overrides)
-  return config
+    blocks = sorted({int(m[1]) for k in sd if (m := re.match(r"b(\d+)\.", k))})
+    res = blocks[-1]
+    channels = {4: sd["b4.conv.weight"].shape[0]}
+    for r in blocks[1:]:
+        channels[r] = sd[f"b{r}.conv0.weight"].shape[0]
+    mbstd_channels = sd["b4.conv.weight"].shape[1] - channels[4]
+    n_map = sum(1 for k in sd if re.fullmatch(r"mapping\.fc\d+\.weight", k))
+    embed = sd.get("mapping.embed.weight")
+    config = dict(
+        c_dim=0 if embed is None else int(embed.shape[1]),
+        img_resolution=int(res),
+        img_channels=int(sd[f"b{res}.fromrgb.weight"].shape[1]),
+        channels=[int(channels[r]) for r in sorted(channels)],
+        architecture="resnet" if f"b{res}.skip.weight" in sd else "skip",
+        conv_clamp=None,
+        mbstd_group_size=4,
+        mbstd_num_channels=int(mbstd_channels),
+        cmap_dim=None if embed is None else int(sd["b4.out.weight"].shape[0]),
+        mapping_layers=int(n_map) if n_map else 8,
+    )
+    config.update(overrides)
+    return config
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,70 +252,75 @@ def discriminator_config(sd: dict, **overrides) -> dict[str, Any]:
 
 
 def _hwio(w):
-  return np.ascontiguousarray(np.asarray(w).transpose(2, 3, 1, 0))
+    return np.ascontiguousarray(np.asarray(w).transpose(2, 3, 1, 0))
 
 
 def _set(tree, path, value):
-  node = tree
-  for part in path[:-1]:
-    node = node.setdefault(part, {})
-  node[path[-1]] = np.asarray(value, np.float32)
+    node = tree
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = np.asarray(value, np.float32)
 
 
 def ada_to_flax(sd: dict[str, np.ndarray]) -> dict:
-  """Maps ada-named tensors to {'params': …, 'buffers': …} nested dicts."""
-  params, buffers = {}, {}
-  for key, value in sd.items():
-    if _IGNORED.search(key):
-      continue
-    *path, leaf = key.split(".")
-    value = np.asarray(value)
-    if leaf in ("w_avg", "noise_const"):
-      _set(buffers, path + [leaf], value)
-    elif leaf == "const":
-      _set(params, path + [leaf], value.transpose(1, 2, 0))
-    elif leaf == "weight" and value.ndim == 4:
-      _set(params, path + [leaf], _hwio(value))
-    elif leaf == "weight" and path[-1] == "fc" and path[0] == "b4":
-      # Dense after an NCHW flatten: reorder the input axis to our NHWC flatten.
-      out_f, in_f = value.shape
-      c = in_f // 16
-      w = value.T.reshape(c, 4, 4, out_f).transpose(1, 2, 0, 3).reshape(in_f, out_f)
-      _set(params, path + [leaf], w)
-    elif leaf == "weight":
-      _set(params, path + [leaf], value.T)
-    else:
-      _set(params, path + [leaf], value)
-  return {"params": params, "buffers": buffers}
+    """Maps ada-named tensors to {'params': …, 'buffers': …} nested dicts."""
+    params, buffers = {}, {}
+    for key, value in sd.items():
+        if _IGNORED.search(key):
+            continue
+        *path, leaf = key.split(".")
+        value = np.asarray(value)
+        if leaf in ("w_avg", "noise_const"):
+            _set(buffers, path + [leaf], value)
+        elif leaf == "const":
+            _set(params, path + [leaf], value.transpose(1, 2, 0))
+        elif leaf == "weight" and value.ndim == 4:
+            _set(params, path + [leaf], _hwio(value))
+        elif leaf == "weight" and path[-1] == "fc" and path[0] == "b4":
+            # Dense after an NCHW flatten: reorder the input axis to our NHWC flatten.
+            out_f, in_f = value.shape
+            c = in_f // 16
+            w = value.T.reshape(c, 4, 4, out_f).transpose(1, 2, 0, 3).reshape(in_f, out_f)
+            _set(params, path + [leaf], w)
+        elif leaf == "weight":
+            _set(params, path + [leaf], value.T)
+        else:
+            _set(params, path + [leaf], value)
+    return {"params": params, "buffers": buffers}
 
 
 def check_against_model(tree: dict, expected: dict, source: str, what: str):
-  """Raises CheckpointError listing missing, unexpected or mis-shaped entries."""
-  import jax
+    """Raises CheckpointError listing missing, unexpected or mis-shaped entries."""
+    import jax
 
-  def flat(t):
-    return {"/".join(str(getattr(p, "key", p)) for p in path): leaf
-            for path, leaf in jax.tree_util.tree_flatten_with_path(t)[0]}
+    def flat(t):
+        return {
+            "/".join(str(getattr(p, "key", p)) for p in path): leaf
+            for path, leaf in jax.tree_util.tree_flatten_with_path(t)[0]
+        }
 
-  got, want = flat(tree), flat(expected)
-  missing = sorted(set(want) - set(got))
-  extra = sorted(set(got) - set(want))
-  # Generators converted without stored noise keep the model's fresh noise_const.
-  missing_ok = [k for k in missing if k.endswith("noise_const")]
-  missing = [k for k in missing if k not in missing_ok]
-  problems = []
-  if missing:
-    problems.append(f"missing {len(missing)} tensors: {missing[:8]}")
-  if extra:
-    problems.append(f"unexpected {len(extra)} tensors: {extra[:8]}")
-  for k in sorted(set(got) & set(want)):
-    if tuple(np.shape(got[k])) != tuple(want[k].shape):
-      problems.append(f"shape mismatch for {k}: file gives {np.shape(got[k])}, "
-                      f"model expects {tuple(want[k].shape)}")
-  if problems:
-    raise CheckpointError(f"{source}: the {what} does not match the StyleGAN2 layout: "
-                          + "; ".join(problems[:6]))
-  return missing_ok
+    got, want = flat(tree), flat(expected)
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    # Generators converted without stored noise keep the model's fresh noise_const.
+    missing_ok = [k for k in missing if k.endswith("noise_const")]
+    missing = [k for k in missing if k not in missing_ok]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensors: {missing[:8]}")
+    if extra:
+        problems.append(f"unexpected {len(extra)} tensors: {extra[:8]}")
+    for k in sorted(set(got) & set(want)):
+        if tuple(np.shape(got[k])) != tuple(want[k].shape):
+            problems.append(
+                f"shape mismatch for {k}: file gives {np.shape(got[k])}, "
+                f"model expects {tuple(want[k].shape)}"
+            )
+    if problems:
+        raise CheckpointError(
+            f"{source}: the {what} does not match the StyleGAN2 layout: " + "; ".join(problems[:6])
+        )
+    return missing_ok
 
 
 # ---------------------------------------------------------------------------------------
@@ -305,130 +328,153 @@ def check_against_model(tree: dict, expected: dict, source: str, what: str):
 
 
 def detect_format(obj) -> str:
-  if isinstance(obj, tuple) and len(obj) == 3 and all(
-      isinstance(o, readers.TFNetwork) for o in obj):
-    return "tf"
-  if isinstance(obj, dict) and "G_ema" in obj and isinstance(obj["G_ema"],
-                                                            readers.PersistentModule):
-    return "ada"
-  if isinstance(obj, dict) and "g_ema" in obj and isinstance(obj["g_ema"], dict):
-    return "rosinality"
-  return "unknown"
+    if (
+        isinstance(obj, tuple)
+        and len(obj) == 3
+        and all(isinstance(o, readers.TFNetwork) for o in obj)
+    ):
+        return "tf"
+    if (
+        isinstance(obj, dict)
+        and "G_ema" in obj
+        and isinstance(obj["G_ema"], readers.PersistentModule)
+    ):
+        return "ada"
+    if isinstance(obj, dict) and "g_ema" in obj and isinstance(obj["g_ema"], dict):
+        return "rosinality"
+    return "unknown"
 
 
 def read_networks(path: str) -> dict[str, Any]:
-  """Loads a StyleGAN2 file of any supported format into ada-named state dicts.
+    """Loads a StyleGAN2 file of any supported format into ada-named state dicts.
 
-  Returns {'format', 'g_ema', 'g', 'd' (state dicts or None), 'g_config', 'd_config'}.
-  """
-  obj = readers.load_checkpoint(path)
-  fmt = detect_format(obj)
-  nets: dict[str, Any] = {"format": fmt}
-  try:
-    if fmt == "rosinality":
-      latent_avg = obj.get("latent_avg")
-      for name in ("g_ema", "g"):
-        sd = obj.get(name)
-        nets[name] = None if sd is None else rosinality_to_ada_generator(sd, latent_avg)
-      nets["d"] = None if obj.get("d") is None else rosinality_to_ada_discriminator(obj["d"])
-      g_over, d_over = {}, {}
-    elif fmt == "ada":
-      nets["g_ema"] = readers.module_state_dict(obj["G_ema"])
-      nets["g"] = readers.module_state_dict(obj["G"]) if obj.get("G") is not None else None
-      nets["d"] = readers.module_state_dict(obj["D"]) if obj.get("D") is not None else None
-      g_over, d_over = ada_overrides(readers.module_init_kwargs(obj["G_ema"]),
-                                     readers.module_init_kwargs(obj["D"]) if nets["d"] else {})
-    elif fmt == "tf":
-      g, d, gs = obj
-      nets["g_ema"] = tf_to_ada_generator(readers.tf_variables(gs))
-      nets["g"] = tf_to_ada_generator(readers.tf_variables(g))
-      nets["d"] = tf_to_ada_discriminator(readers.tf_variables(d))
-      g_kw, d_kw = readers.tf_static_kwargs(gs), readers.tf_static_kwargs(d)
-      g_over = dict(mapping_lr_mul=float(g_kw.get("mapping_lrmul", 0.01)),
-                    w_avg_beta=float(g_kw.get("dlatent_avg_beta", 0.995)))
-      d_over = dict(mbstd_group_size=int(d_kw.get("mbstd_group_size", 4)))
-    else:
-      raise CheckpointError(
-          f"{path}: not a StyleGAN2 checkpoint: expected a rosinality .pt (dict with g_ema), "
-          f"a stylegan2-ada-pytorch .pkl (dict with G_ema) or an NVIDIA TF .pkl (tuple G, D, "
-          f"Gs), found {_describe(obj)}")
-    nets["g_config"] = generator_config(nets["g_ema"], **g_over)
-    nets["d_config"] = discriminator_config(nets["d"], **d_over) if nets["d"] else None
-  except KeyError as e:
-    raise CheckpointError(f"{path}: {fmt} StyleGAN2 checkpoint is missing or has an "
-                          f"unexpected tensor {e}") from None
-  return nets
+    Returns {'format', 'g_ema', 'g', 'd' (state dicts or None), 'g_config', 'd_config'}.
+    """
+    obj = readers.load_checkpoint(path)
+    fmt = detect_format(obj)
+    nets: dict[str, Any] = {"format": fmt}
+    try:
+        if fmt == "rosinality":
+            latent_avg = obj.get("latent_avg")
+            for name in ("g_ema", "g"):
+                sd = obj.get(name)
+                nets[name] = None if sd is None else rosinality_to_ada_generator(sd, latent_avg)
+            nets["d"] = None if obj.get("d") is None else rosinality_to_ada_discriminator(obj["d"])
+            g_over, d_over = {}, {}
+        elif fmt == "ada":
+            nets["g_ema"] = readers.module_state_dict(obj["G_ema"])
+            nets["g"] = readers.module_state_dict(obj["G"]) if obj.get("G") is not None else None
+            nets["d"] = readers.module_state_dict(obj["D"]) if obj.get("D") is not None else None
+            g_over, d_over = ada_overrides(
+                readers.module_init_kwargs(obj["G_ema"]),
+                readers.module_init_kwargs(obj["D"]) if nets["d"] else {},
+            )
+        elif fmt == "tf":
+            g, d, gs = obj
+            nets["g_ema"] = tf_to_ada_generator(readers.tf_variables(gs))
+            nets["g"] = tf_to_ada_generator(readers.tf_variables(g))
+            nets["d"] = tf_to_ada_discriminator(readers.tf_variables(d))
+            g_kw, d_kw = readers.tf_static_kwargs(gs), readers.tf_static_kwargs(d)
+            g_over = dict(
+                mapping_lr_mul=float(g_kw.get("mapping_lrmul", 0.01)),
+                w_avg_beta=float(g_kw.get("dlatent_avg_beta", 0.995)),
+            )
+            d_over = dict(mbstd_group_size=int(d_kw.get("mbstd_group_size", 4)))
+        else:
+            raise CheckpointError(
+                f"{path}: not a StyleGAN2 checkpoint: expected a rosinality .pt (dict with g_ema), "
+                f"a stylegan2-ada-pytorch .pkl (dict with G_ema) or an NVIDIA TF .pkl (tuple G, D, "
+                f"Gs), found {_describe(obj)}"
+            )
+        nets["g_config"] = generator_config(nets["g_ema"], **g_over)
+        nets["d_config"] = discriminator_config(nets["d"], **d_over) if nets["d"] else None
+    except KeyError as e:
+        raise CheckpointError(
+            f"{path}: {fmt} StyleGAN2 checkpoint is missing or has an unexpected tensor {e}"
+        ) from None
+    return nets
 
 
 def ada_overrides(g_kwargs: dict, d_kwargs: dict) -> tuple[dict, dict]:
-  """What shapes can't tell, from ada's stored constructor kwargs (with its defaults)."""
-  syn = dict(g_kwargs.get("synthesis_kwargs") or {})
-  syn.update({k: v for k, v in g_kwargs.items() if k in ("conv_clamp", "architecture")})
-  mapping = g_kwargs.get("mapping_kwargs") or {}
-  g_over = dict(conv_clamp=syn.get("conv_clamp"),
-                mapping_lr_mul=float(mapping.get("lr_multiplier", 0.01)),
-                w_avg_beta=float(mapping.get("w_avg_beta", 0.995)))
-  epi = d_kwargs.get("epilogue_kwargs") or {}
-  d_over = dict(conv_clamp=d_kwargs.get("conv_clamp"),
-                mbstd_group_size=epi.get("mbstd_group_size", 4),
-                mbstd_num_channels=int(epi.get("mbstd_num_channels", 1)))
-  return g_over, d_over
+    """What shapes can't tell, from ada's stored constructor kwargs (with its defaults)."""
+    syn = dict(g_kwargs.get("synthesis_kwargs") or {})
+    syn.update({k: v for k, v in g_kwargs.items() if k in ("conv_clamp", "architecture")})
+    mapping = g_kwargs.get("mapping_kwargs") or {}
+    g_over = dict(
+        conv_clamp=syn.get("conv_clamp"),
+        mapping_lr_mul=float(mapping.get("lr_multiplier", 0.01)),
+        w_avg_beta=float(mapping.get("w_avg_beta", 0.995)),
+    )
+    epi = d_kwargs.get("epilogue_kwargs") or {}
+    d_over = dict(
+        conv_clamp=d_kwargs.get("conv_clamp"),
+        mbstd_group_size=epi.get("mbstd_group_size", 4),
+        mbstd_num_channels=int(epi.get("mbstd_num_channels", 1)),
+    )
+    return g_over, d_over
 
 
 def _describe(obj):
-  if isinstance(obj, dict):
-    return f"a dict with keys {sorted(map(str, obj))[:10]}"
-  return f"a {type(obj).__name__}"
+    if isinstance(obj, dict):
+        return f"a dict with keys {sorted(map(str, obj))[:10]}"
+    return f"a {type(obj).__name__}"
 
 
 def build_generator(config: dict) -> sg.Generator:
-  config = dict(config)
-  config["channels"] = tuple(config["channels"])
-  return sg.Generator(**config)
+    config = dict(config)
+    config["channels"] = tuple(config["channels"])
+    return sg.Generator(**config)
 
 
 def build_discriminator(config: dict) -> sg.Discriminator:
-  config = dict(config)
-  config["channels"] = tuple(config["channels"])
-  return sg.Discriminator(**config)
+    config = dict(config)
+    config["channels"] = tuple(config["channels"])
+    return sg.Discriminator(**config)
 
 
 def expected_variables(module, kind: str) -> dict:
-  """Shapes of a freshly initialised module (no compute: jax.eval_shape)."""
-  import jax
-  import jax.numpy as jnp
+    """Shapes of a freshly initialised module (no compute: jax.eval_shape)."""
+    import jax
+    import jax.numpy as jnp
 
-  def init(rng):
-    if kind == "generator":
-      z = jnp.zeros((1, module.z_dim))
-      c = jnp.zeros((1, module.c_dim)) if module.c_dim else None
-      return sg.init_variables(module, rng, z, c)
-    img = jnp.zeros((1, module.img_resolution, module.img_resolution, module.img_channels))
-    c = jnp.zeros((1, module.c_dim)) if module.c_dim else None
-    return module.init(rng, img, c)
+    def init(rng):
+        if kind == "generator":
+            z = jnp.zeros((1, module.z_dim))
+            c = jnp.zeros((1, module.c_dim)) if module.c_dim else None
+            return sg.init_variables(module, rng, z, c)
+        img = jnp.zeros((1, module.img_resolution, module.img_resolution, module.img_channels))
+        c = jnp.zeros((1, module.c_dim)) if module.c_dim else None
+        return module.init(rng, img, c)
 
-  return jax.eval_shape(init, jax.random.PRNGKey(0))
+    return jax.eval_shape(init, jax.random.PRNGKey(0))
 
 
 def convert_network(sd: dict, config: dict, kind: str, source: str, what: str) -> dict:
-  """ada-named state dict → checked Flax variables for the model `config` describes."""
-  module = build_generator(config) if kind == "generator" else build_discriminator(config)
-  tree = ada_to_flax(sd)
-  if not tree["buffers"]:
-    tree.pop("buffers")
-  expected = expected_variables(module, kind)
-  missing_noise = check_against_model(tree, expected, source, what)
-  if missing_noise:
-    # No stored noise in the file: keep deterministic fresh noise so 'const' mode works.
-    import jax
-    fresh = jax.jit(lambda r: sg.init_variables(module, r, *(
-        [np.zeros((1, module.z_dim), np.float32)] +
-        ([np.zeros((1, module.c_dim), np.float32)] if module.c_dim else []))))(
-            jax.random.PRNGKey(0))
-    for key in missing_noise:
-      parts = key.split("/")
-      node = fresh
-      for p in parts:
-        node = node[p]
-      _set(tree, parts, np.asarray(node))
-  return tree
+    """ada-named state dict → checked Flax variables for the model `config` describes."""
+    module = build_generator(config) if kind == "generator" else build_discriminator(config)
+    tree = ada_to_flax(sd)
+    if not tree["buffers"]:
+        tree.pop("buffers")
+    expected = expected_variables(module, kind)
+    missing_noise = check_against_model(tree, expected, source, what)
+    if missing_noise:
+        # No stored noise in the file: keep deterministic fresh noise so 'const' mode works.
+        import jax
+
+        fresh = jax.jit(
+            lambda r: sg.init_variables(
+                module,
+                r,
+                *(
+                    [np.zeros((1, module.z_dim), np.float32)]
+                    + ([np.zeros((1, module.c_dim), np.float32)] if module.c_dim else [])
+                ),
+            )
+        )(jax.random.PRNGKey(0))
+        for key in missing_noise:
+            parts = key.split("/")
+            node = fresh
+            for p in parts:
+                node = node[p]
+            _set(tree, parts, np.asarray(node))
+    return tree
