@@ -174,3 +174,8 @@ def test_global_batch_on_an_8_device_mesh():
                           capture_output=True, text=True, timeout=300,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_benchmark_measures_throughput(data_dir):
+  from stylejax.data.benchmark import measure
+  assert measure(NAME, "encode", batch_size=4, batches=3, directory=data_dir, warmup=1) > 0

@@ -7,7 +7,8 @@ import tensorflow_datasets as tfds
 import stylejax.data  # noqa: F401  (registers the builders)
 from stylejax.data import face_renderer as fr
 from stylejax.data.labels import CLASS_NAMES, LABEL
-from stylejax.data.synthetic_faces import SyntheticFaces, SyntheticFacesConfig, make_example
+from stylejax.data.synthetic_faces import (SyntheticFaces, SyntheticFacesConfig, example_factors,
+                                            make_example)
 
 TINY = SyntheticFacesConfig(name="tiny32", resolution=32, num_train=12, num_test=4)
 
@@ -155,3 +156,12 @@ def test_sketch_marks_exactly_the_part_boundaries():
   np.testing.assert_array_equal(sketch == 0, boundary)
   assert set(np.unique(sketch)) == {0, 255}
   assert (fr.sketch(labels, line_width=2) == 0).sum() > boundary.sum()
+
+
+def test_example_grid_has_one_row_per_example_and_five_panels():
+  from stylejax.data.visualize import COLUMNS, example_grid
+  grid = example_grid(rows=2, resolution=32)
+  assert grid.shape == (16 + 2 * 32, len(COLUMNS) * 32, 3) and grid.dtype == np.uint8
+  first = fr.render_example(example_factors(TINY.seed, "train", 0), 32)
+  np.testing.assert_array_equal(grid[16:48, :32], first["image"])
+  np.testing.assert_array_equal(grid[16:48, 4 * 32:], first["smile_flipped"])

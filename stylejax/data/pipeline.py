@@ -40,18 +40,32 @@ def process_split(split, process_index=None, process_count=None):
   return tfds.even_splits(split, n=count)[index]
 
 
-def load(name, split="train", *, keys=None, directory=None, shuffle_seed=None,
-         process_index=None, process_count=None, builder_kwargs=None):
-  """This process's part of a split as a tf.data.Dataset of uint8 examples, building the
-  data set first if needed (synthetic_faces builds offline; real ones need manual_dir).
-  `keys` restricts decoding to those top-level features."""
+def _prepared_builder(name, directory, builder_kwargs):
+  """The TFDS builder, built first if needed (synthetic_faces builds offline; the real data
+  sets need their manual_dir)."""
   builder = tfds.builder(name, data_dir=data_dir(directory), **(builder_kwargs or {}))
   builder.download_and_prepare()
-  decoders = tfds.decode.PartialDecoding({k: True for k in keys}) if keys else None
-  read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed)
+  return builder
+
+
+def _read(builder, split, keys, shuffle_seed, process_index, process_count, decode_images):
+  features = builder.info.features
+  keys = list(keys or features.keys())
+  images = {k: tfds.decode.SkipDecoding()
+            for k in keys if isinstance(features[k], tfds.features.Image) and not decode_images}
+  decoders = tfds.decode.PartialDecoding({k: True for k in keys}, decoders=images)
   return builder.as_dataset(
       split=process_split(split, process_index, process_count), decoders=decoders,
-      shuffle_files=shuffle_seed is not None, read_config=read_config)
+      shuffle_files=shuffle_seed is not None,
+      read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
+
+
+def load(name, split="train", *, keys=None, directory=None, process_index=None,
+         process_count=None, builder_kwargs=None):
+  """This process's part of a split as a tf.data.Dataset of decoded (uint8) examples in
+  the stored order. `keys` restricts reading to those top-level features."""
+  builder = _prepared_builder(name, directory, builder_kwargs)
+  return _read(builder, split, keys, None, process_index, process_count, decode_images=True)
 
 
 def to_float(example):
@@ -109,9 +123,13 @@ def make_dataset(name, *, global_batch_size, split="train", seed=0, task=None,
     transform, task_keys = task_lib.TASKS[task]
     keys = keys or task_keys
   shuffle = shuffle and seed is not None
-  ds = load(name, split, keys=keys, directory=directory,
-            shuffle_seed=seed + index if shuffle else None, process_index=index,
-            process_count=count, builder_kwargs=builder_kwargs)
+  builder = _prepared_builder(name, directory, builder_kwargs)
+  # Images stay encoded through the shuffle buffer (a fraction of the memory) and are
+  # decoded in the parallel map below.
+  ds = _read(builder, split, keys, seed + index if shuffle else None, index, count,
+             decode_images=False)
+  features = builder.info.features
+  encoded = [k for k in ds.element_spec if isinstance(features[k], tfds.features.Image)]
   if shuffle:
     ds = ds.shuffle(shuffle_buffer, seed=seed + index, reshuffle_each_iteration=True)
   if repeat:
@@ -123,6 +141,7 @@ def make_dataset(name, *, global_batch_size, split="train", seed=0, task=None,
   def prepare(example, example_seed):
     flip_seed, task_seed = tf.unstack(
         tf.random.experimental.stateless_split(example_seed, 2))
+    example = dict(example, **{k: features[k].decode_example(example[k]) for k in encoded})
     example = to_float(example)
     if flip:
       example = random_flip(example, flip_seed)

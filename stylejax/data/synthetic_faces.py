@@ -34,10 +34,14 @@ def _config(resolution, num_train, num_test):
       description=f"{resolution}x{resolution} px, {num_train} train / {num_test} test.")
 
 
+def example_factors(seed, split, index):
+  """The factors of example `index` of `split`: a pure function of its arguments."""
+  return renderer.sample_factors(np.random.default_rng([seed, SPLIT_IDS[split], index]))
+
+
 def make_example(seed, split, resolution, index):
   """One example as TFDS wants it (images as PNG bytes). Runs in build workers."""
-  rng = np.random.default_rng([seed, SPLIT_IDS[split], index])
-  factors = renderer.sample_factors(rng)
+  factors = example_factors(seed, split, index)
   rendered = renderer.render_example(factors, resolution)
   example = {key: encode_png(value) for key, value in rendered.items()}
   example.update(index=index, factors=renderer.factors_to_vector(factors),
