@@ -29,12 +29,12 @@ def data_dir(tmp_path_factory):
 
 def _one_batch(data_dir, **kwargs):
   kwargs.setdefault("global_batch_size", TINY.num_train)
-  ds = pipeline.make_dataset(NAME, directory=data_dir, repeat=False, **kwargs)
+  ds = pipeline.make_dataset(NAME, data_dir=data_dir, repeat=False, **kwargs)
   return next(iter(tfds.as_numpy(ds)))
 
 
 def _raw_by_index(data_dir):
-  ds = pipeline.load(NAME, directory=data_dir, process_index=0, process_count=1)
+  ds = pipeline.load(NAME, data_dir=data_dir, process_index=0, process_count=1)
   return {int(e["index"]): e for e in tfds.as_numpy(ds)}
 
 
@@ -42,7 +42,7 @@ def _raw_by_index(data_dir):
 def test_process_parts_are_disjoint_and_cover_the_split(data_dir, count):
   parts = []
   for index in range(count):
-    ds = pipeline.load(NAME, keys=("index",), directory=data_dir, process_index=index,
+    ds = pipeline.load(NAME, keys=("index",), data_dir=data_dir, process_index=index,
                        process_count=count)
     parts.append([int(e["index"]) for e in tfds.as_numpy(ds)])
   flat = [i for part in parts for i in part]
@@ -54,7 +54,7 @@ def test_process_parts_are_disjoint_and_cover_the_split(data_dir, count):
 def test_seeded_shuffle_is_reproducible_and_seed_dependent(data_dir):
   def order(seed):
     ds = pipeline.make_dataset(NAME, global_batch_size=8, seed=seed, keys=("index",),
-                               flip=False, directory=data_dir)
+                               flip=False, data_dir=data_dir)
     batches = [b["index"] for _, b in zip(range(6), tfds.as_numpy(ds))]
     return np.concatenate(batches)
 
@@ -137,7 +137,7 @@ def test_per_process_batch_size(data_dir):
   assert batch["index"].shape == (4,)
   with pytest.raises(ValueError, match="divisible"):
     pipeline.make_dataset(NAME, global_batch_size=7, process_count=2, process_index=0,
-                          directory=data_dir)
+                          data_dir=data_dir)
 
 
 GLOBAL_BATCH_CHECK = textwrap.dedent("""
@@ -178,4 +178,4 @@ def test_global_batch_on_an_8_device_mesh():
 
 def test_benchmark_measures_throughput(data_dir):
   from stylejax.data.benchmark import measure
-  assert measure(NAME, "encode", batch_size=4, batches=3, directory=data_dir, warmup=1) > 0
+  assert measure(NAME, "encode", batch_size=4, batches=3, data_dir=data_dir, warmup=1) > 0

@@ -183,3 +183,16 @@ def test_corrupt_image_stops_the_build_when_asked(tmp_path):
   assert "on_corrupt='skip'" in str(error.value)
   with pytest.raises(ValueError, match="on_corrupt"):
     tfds.builder("image_folder/32", data_dir=str(tmp_path / "data"), on_corrupt="ignore")
+
+
+def test_image_folder_with_a_named_config(tmp_path):
+  manual = tmp_path / "cats"
+  _save(manual / "a.png", _solid(20, 1))
+  config = real_faces.ResolutionConfig(name="cats16", resolution=16)
+  builder = real_faces.ImageFolder(config=config, data_dir=str(tmp_path / "data"))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  (example,) = tfds.as_numpy(builder.as_dataset(split="train"))
+  assert example["image"].shape == (16, 16, 3)
+  assert builder.data_path.parent.parent.name == "image_folder"
+  assert builder.data_path.parent.name == "cats16"

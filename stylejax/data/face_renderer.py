@@ -40,7 +40,7 @@ SKIN_LIGHT, SKIN_DARK = np.array((0.96, 0.80, 0.68)), np.array((0.45, 0.29, 0.20
 WHITE = np.array((0.97, 0.97, 0.95))
 HEAD_CENTER = (0.0, -0.1)
 FULL = (slice(None), slice(None))  # a window covering the whole image
-VIEW = 0.8  # half the side of the image in frame units: the head fills about 70% of it
+VIEW = 0.8  # half the side of the image in frame units: the head is ~60% of its height
 
 
 def sample_factors(rng):

@@ -12,8 +12,6 @@ segmentation becomes int32 (H, W) class indices; sketch becomes float32 in [0, 1
 channel. Everything else (attributes, factors, index) passes through.
 """
 
-import os
-
 import jax
 import numpy as np
 import tensorflow as tf
@@ -24,13 +22,6 @@ from stylejax.data.labels import FLIP_LABELS
 
 RGB_KEYS = ("image", "frontal", "smile_flipped")
 SPATIAL_KEYS = RGB_KEYS + ("segmentation", "sketch")
-DATA_DIR_ENV = "STYLEJAX_DATA_DIR"
-
-
-def data_dir(explicit=None):
-  """Where data sets are built and read: `explicit`, else $STYLEJAX_DATA_DIR, else TFDS's
-  default ($TFDS_DATA_DIR or ~/tensorflow_datasets)."""
-  return explicit or os.environ.get(DATA_DIR_ENV) or None
 
 
 def process_split(split, process_index=None, process_count=None):
@@ -40,10 +31,10 @@ def process_split(split, process_index=None, process_count=None):
   return tfds.even_splits(split, n=count)[index]
 
 
-def _prepared_builder(name, directory, builder_kwargs):
+def _prepared_builder(name, data_dir, builder_kwargs):
   """The TFDS builder, built first if needed (synthetic_faces builds offline; the real data
-  sets need their manual_dir)."""
-  builder = tfds.builder(name, data_dir=data_dir(directory), **(builder_kwargs or {}))
+  sets need their manual_dir). data_dir None: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+  builder = tfds.builder(name, data_dir=data_dir, **(builder_kwargs or {}))
   builder.download_and_prepare()
   return builder
 
@@ -60,11 +51,11 @@ def _read(builder, split, keys, shuffle_seed, process_index, process_count, deco
       read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
 
 
-def load(name, split="train", *, keys=None, directory=None, process_index=None,
+def load(name, split="train", *, keys=None, data_dir=None, process_index=None,
          process_count=None, builder_kwargs=None):
   """This process's part of a split as a tf.data.Dataset of decoded (uint8) examples in
   the stored order. `keys` restricts reading to those top-level features."""
-  builder = _prepared_builder(name, directory, builder_kwargs)
+  builder = _prepared_builder(name, data_dir, builder_kwargs)
   return _read(builder, split, keys, None, process_index, process_count, decode_images=True)
 
 
@@ -87,6 +78,7 @@ def random_flip(example, seed):
   features (factors such as yaw, attributes) describe the unflipped image."""
   flip = tf.random.stateless_uniform([], seed) < 0.5
   out = dict(example, flipped=flip)
+
   def mirror(key, value):
     value = tf.reverse(value, axis=[1])
     if key == "segmentation":
@@ -102,7 +94,7 @@ def random_flip(example, seed):
 
 def make_dataset(name, *, global_batch_size, split="train", seed=0, task=None,
                  task_options=None, keys=None, flip=True, shuffle=True, repeat=True,
-                 shuffle_buffer=10_000, directory=None, process_index=None,
+                 shuffle_buffer=10_000, data_dir=None, process_index=None,
                  process_count=None, builder_kwargs=None):
   """Batches of this process's part: global_batch_size / process_count examples each.
 
@@ -123,7 +115,7 @@ def make_dataset(name, *, global_batch_size, split="train", seed=0, task=None,
     transform, task_keys = task_lib.TASKS[task]
     keys = keys or task_keys
   shuffle = shuffle and seed is not None
-  builder = _prepared_builder(name, directory, builder_kwargs)
+  builder = _prepared_builder(name, data_dir, builder_kwargs)
   # Images stay encoded through the shuffle buffer (a fraction of the memory) and are
   # decoded in the parallel map below.
   ds = _read(builder, split, keys, seed + index if shuffle else None, index, count,

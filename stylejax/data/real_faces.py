@@ -9,6 +9,7 @@ the count is in the dataset's metadata) or stop the build (`on_corrupt="stop"`):
     tfds.builder("celeba_mask_hq/256", on_corrupt="stop").download_and_prepare(...)
 """
 
+import dataclasses
 import functools
 import re
 from pathlib import Path
@@ -58,8 +59,13 @@ def _missing_error(dataset, what, where, missing, total):
       "holds the complete extracted data set.")
 
 
+@dataclasses.dataclass
+class ResolutionConfig(tfds.core.BuilderConfig):
+  resolution: int = 256
+
+
 def _resolution_configs(resolutions):
-  return [tfds.core.BuilderConfig(name=str(r), description=f"{r}x{r} px")
+  return [ResolutionConfig(name=str(r), resolution=r, description=f"{r}x{r} px")
           for r in resolutions]
 
 
@@ -84,7 +90,7 @@ class _ManualImageBuilder(tfds.core.GeneratorBasedBuilder):
 
   @property
   def resolution(self):
-    return int(self.builder_config.name)
+    return self.builder_config.resolution
 
   def _image_features(self, **extra):
     r = self.resolution
