@@ -201,6 +201,7 @@ class SynthesisBlock(nn.Module):
     conv_clamp: float | None = None
     fused_modconv: bool = True
     resample_taps: Sequence[float] = (1, 3, 3, 1)
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, img, ws, noise_mode="random"):
@@ -215,7 +216,7 @@ class SynthesisBlock(nn.Module):
         w_iter = iter(range(ws.shape[1]))
         if x is None:
             const = self.param("const", nn.initializers.normal(1.0), (4, 4, self.features))
-            x = jnp.broadcast_to(const[None], (ws.shape[0],) + const.shape).astype(ws.dtype)
+            x = jnp.broadcast_to(const[None], (ws.shape[0],) + const.shape).astype(self.dtype)
             x = SynthesisLayer(**layer, name="conv1")(x, ws[:, next(w_iter)], noise_mode)
         elif self.architecture == "resnet":
             y = EqualConv2d(
@@ -258,6 +259,7 @@ class SynthesisNetwork(nn.Module):
     conv_clamp: float | None = None
     fused_modconv: bool = True
     resample_taps: Sequence[float] = (1, 3, 3, 1)
+    dtype: Any = jnp.float32  # compute dtype of the convolutions (bfloat16 opt-in)
 
     @nn.compact
     def __call__(self, ws, noise_mode="random"):
@@ -287,11 +289,12 @@ class SynthesisNetwork(nn.Module):
                 self.conv_clamp,
                 self.fused_modconv,
                 tuple(self.resample_taps),
+                self.dtype,
                 name=f"b{res}",
             )
             x, img = block(x, img, ws[:, w_idx : w_idx + num_conv + num_torgb], noise_mode)
             w_idx += num_conv
-        return img
+        return img.astype(jnp.float32)
 
 
 class Generator(nn.Module):
@@ -315,6 +318,7 @@ class Generator(nn.Module):
     fused_modconv: bool = True
     w_avg_beta: float = 0.995
     resample_taps: Sequence[float] = (1, 3, 3, 1)
+    dtype: Any = jnp.float32  # synthesis compute dtype; mapping and outputs stay float32
 
     @property
     def num_ws(self) -> int:
@@ -338,6 +342,7 @@ class Generator(nn.Module):
             self.conv_clamp,
             self.fused_modconv,
             tuple(self.resample_taps),
+            self.dtype,
         )
 
     def __call__(
@@ -490,6 +495,7 @@ class Discriminator(nn.Module):
     cmap_dim: int | None = None
     mapping_layers: int = 8
     resample_taps: Sequence[float] = (1, 3, 3, 1)
+    dtype: Any = jnp.float32  # compute dtype (bfloat16 opt-in); logits are float32
 
     @nn.compact
     def __call__(self, img, c=None):
@@ -506,6 +512,7 @@ class Discriminator(nn.Module):
             )
         ch = dict(zip(resolutions(self.img_resolution), self.channels))
         x = None
+        img = img.astype(self.dtype)
         for res in resolutions(self.img_resolution)[:0:-1]:
             x, img = DiscriminatorBlock(
                 ch[res],
@@ -538,7 +545,7 @@ class Discriminator(nn.Module):
             self.mbstd_num_channels,
             self.conv_clamp,
             name="b4",
-        )(x, img, cmap)
+        )(x, img, cmap).astype(jnp.float32)
 
 
 def init_variables(module: nn.Module, rng, *args, **kwargs) -> dict[str, Any]:

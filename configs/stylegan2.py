@@ -1,0 +1,119 @@
+"""StyleGAN2 training configs.
+
+  python -m stylejax.main --config=configs/stylegan2.py --workdir=runs/tiny
+  python -m stylejax.main --config=configs/stylegan2.py:synthetic64 --workdir=runs/s64
+  python -m stylejax.main --config=configs/stylegan2.py:ffhq1024 --workdir=gs://bucket/ffhq
+
+Variants:
+  (default)    tiny 32 px model on the embedded synthetic faces; a few minutes on a CPU.
+  synthetic64  the 64 px synthetic-faces generator the project ships (pSp trains on it).
+  ffhq256      stylegan2-ada's paper256 setup (batch 64, γ 1, EMA 20 kimg, mbstd 8).
+  ffhq1024     config-f: batch 32, γ 10, lr 0.002, EMA half-life 10 kimg, mixing 0.9,
+               path length weight 2, lazy R1 every 16 and path length every 4 steps.
+Any field can be overridden: --config.train.r1_gamma=5 --config.batch_size=8.
+"""
+
+from ml_collections import config_dict
+
+VARIANTS = ("", "synthetic64", "ffhq256", "ffhq1024")
+
+
+def get_config(variant: str = ""):
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"configs/stylegan2.py: unknown variant {variant!r}; expected one of "
+            f"{', '.join(repr(v) for v in VARIANTS if v)} (or none for the default)"
+        )
+    c = config_dict.ConfigDict()
+    c.method = "stylegan2"
+    c.variant = variant
+    c.seed = 0
+    c.batch_size = 8
+    c.num_steps = 400
+    c.log_every = 25
+    c.checkpoint_every = 100
+    c.keep_checkpoints = 3
+    c.sample_every = 100
+    c.num_samples = 16
+
+    c.data = config_dict.ConfigDict()
+    c.data.name = "synthetic_faces/32"
+    c.data.split = "train"
+    c.data.directory = ""  # TFDS data_dir; empty: $STYLEJAX_DATA_DIR or TFDS's default
+    c.data.flip = True
+    c.data.shuffle_buffer = 1000
+
+    c.model = config_dict.ConfigDict()
+    c.model.resolution = 32
+    c.model.z_dim = 64
+    c.model.w_dim = 64
+    c.model.mapping_layers = 2
+    c.model.channel_base = 1024  # channels min(channel_base / res, channel_max)
+    c.model.channel_max = 32
+    c.model.g_architecture = "skip"
+    c.model.d_architecture = "resnet"
+    c.model.conv_clamp = config_dict.placeholder(float)
+    c.model.mbstd_group_size = 4
+    c.model.fused_modconv = False  # stylegan2-ada trains non-fused; both are the same function
+    c.model.dtype = "float32"  # "bfloat16" for mixed precision on accelerators
+
+    c.train = config_dict.ConfigDict()
+    c.train.g_lr = 0.0025
+    c.train.d_lr = 0.0025
+    c.train.betas = (0.0, 0.99)
+    c.train.r1_gamma = 0.1
+    c.train.r1_interval = 16
+    c.train.pl_weight = 2.0
+    c.train.pl_interval = 4
+    c.train.pl_decay = 0.01
+    c.train.pl_batch_shrink = 2
+    c.train.style_mixing_prob = 0.9
+    c.train.ema_kimg = 1.0
+    c.train.ema_rampup = config_dict.placeholder(float)  # None: no ramp-up
+    c.train.ema_rampup = 0.05
+
+    if variant == "synthetic64":
+        c.data.name = "synthetic_faces/64"
+        c.data.shuffle_buffer = 5000
+        c.model.resolution = 64
+        c.model.z_dim = c.model.w_dim = 128
+        c.model.mapping_layers = 4
+        c.model.channel_base = 8192
+        c.model.channel_max = 128
+        c.batch_size = 32
+        c.num_steps = 20_000
+        c.train.r1_gamma = 0.2
+        c.train.ema_kimg = 5.0
+        c.log_every = 100
+        c.checkpoint_every = 1000
+        c.sample_every = 1000
+        c.num_samples = 36
+    elif variant in ("ffhq256", "ffhq1024"):
+        res = int(variant[4:])
+        c.data.name = f"ffhq/{res}"
+        c.data.shuffle_buffer = 10_000
+        c.model.resolution = res
+        c.model.z_dim = c.model.w_dim = 512
+        c.model.mapping_layers = 8
+        c.model.channel_max = 512
+        c.train.ema_rampup = None
+        c.log_every = 100
+        c.checkpoint_every = 2000
+        c.sample_every = 2000
+        c.num_samples = 32
+        if res == 256:  # stylegan2-ada paper256
+            c.model.channel_base = 16384
+            c.model.mbstd_group_size = 8
+            c.batch_size = 64
+            c.train.g_lr = c.train.d_lr = 0.0025
+            c.train.r1_gamma = 1.0
+            c.train.ema_kimg = 20.0
+            c.num_steps = 25_000_000 // 64
+        else:  # config-f
+            c.model.channel_base = 32768
+            c.batch_size = 32
+            c.train.g_lr = c.train.d_lr = 0.002
+            c.train.r1_gamma = 10.0
+            c.train.ema_kimg = 10.0
+            c.num_steps = 25_000_000 // 32
+    return c

@@ -1,0 +1,348 @@
+"""The training engine every method shares: mesh and shardings, checkpoints (state and
+data iterator, async, keep-N, resume, save on SIGTERM), metric logging with a NaN/Inf
+guard, progress and sample grids.
+
+A method module (`stylejax/train/<method>.py`) builds its models and a pure
+`train_step(state, batch) -> (state, metrics)`; `run` below does the rest.
+"""
+
+import dataclasses
+import logging as logging_std
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from clu import metric_writers, periodic_actions
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from stylejax import images
+
+DATA_AXIS = "data"
+
+
+def setup_jax():
+    # Random draws identical whatever the sharding: 8 devices reproduce 1 device.
+    jax.config.update("jax_threefry_partitionable", True)
+    # orbax logs every save phase at INFO; keep its warnings, drop the chatter.
+    logging_std.getLogger("absl").addFilter(_QuietOrbax())
+
+
+class _QuietOrbax(logging_std.Filter):
+    def filter(self, record):
+        return record.levelno >= logging_std.WARNING or "/orbax/" not in record.pathname
+
+
+def make_mesh() -> Mesh:
+    """One data-parallel axis over every device of every process."""
+    return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def global_batch(local_batch: dict, mesh: Mesh) -> dict:
+    """This process's numpy batch → global arrays sharded over the data axis."""
+    sharding = batch_sharded(mesh)
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+        for k, v in local_batch.items()
+    }
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+class DataIteratorHandler(ocp.CheckpointHandler):
+    """Saves a tf.data iterator's position (one file per process, since each process
+    reads its own slice), so that a resumed run sees exactly the batches it would have."""
+
+    def save(self, directory, args: "DataIteratorSave"):
+        import tensorflow as tf
+
+        path = Path(directory) / f"process_{jax.process_index()}"
+        tf.train.Checkpoint(iterator=args.iterator).write(str(path))
+
+    def restore(self, directory, args: "DataIteratorRestore"):
+        import tensorflow as tf
+
+        path = Path(directory) / f"process_{jax.process_index()}"
+        tf.train.Checkpoint(iterator=args.iterator).read(str(path)).assert_consumed()
+        return args.iterator
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_save=True)
+@dataclasses.dataclass
+class DataIteratorSave(ocp.args.CheckpointArgs):
+    iterator: Any
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_restore=True)
+@dataclasses.dataclass
+class DataIteratorRestore(ocp.args.CheckpointArgs):
+    iterator: Any
+
+
+class Checkpointer:
+    """orbax CheckpointManager over `workdir/checkpoints` with items `state` and `data`."""
+
+    def __init__(self, workdir, every_steps: int, keep: int, async_save: bool = True):
+        options = ocp.CheckpointManagerOptions(
+            save_interval_steps=every_steps,
+            max_to_keep=keep,
+            enable_async_checkpointing=async_save,
+        )
+        self.manager = ocp.CheckpointManager(
+            Path(workdir).absolute() / "checkpoints",
+            options=options,
+            item_names=("state", "data"),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def restore(self, abstract_state, data_iterator, step: int | None = None):
+        """Restores state (placed with the shardings of `abstract_state`) and the data
+        iterator in place; returns the state."""
+        step = self.latest_step() if step is None else step
+        args = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+            args["data"] = DataIteratorRestore(data_iterator)
+        return self.manager.restore(step, args=ocp.args.Composite(**args))["state"]
+
+    def save(self, step: int, state, data_iterator, force: bool = False) -> bool:
+        args = {"state": ocp.args.StandardSave(state)}
+        if data_iterator is not None:
+            args["data"] = DataIteratorSave(data_iterator)
+        return self.manager.save(step, args=ocp.args.Composite(**args), force=force)
+
+    def close(self):
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+class Preemption:
+    """SIGTERM (TPU preemption, `kill`, SLURM time limit) sets a flag the loop checks
+    between steps, so the loop can save and exit cleanly instead of dying mid-write."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM received: saving a checkpoint and stopping after this step")
+        self.requested = True
+
+    def reached(self, step: int) -> bool:
+        if jax.process_count() > 1:
+            # All processes must stop at the same step; the JAX distributed runtime's
+            # preemption service agrees on it.
+            return self.requested or multihost_utils.reached_preemption_sync_point(step)
+        return self.requested
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+class NonFiniteError(FloatingPointError):
+    pass
+
+
+class MetricsLog:
+    """Keeps per-step metrics on the device and reads them back only every `every` steps
+    (no host round-trip per step). A metric given as (value, weight) is averaged with
+    those weights (regularisers that only run on some steps pass weight 0 elsewhere)."""
+
+    def __init__(self, writer, every: int):
+        self.writer = writer
+        self.every = every
+        self.pending: list[tuple[int, Any]] = []
+
+    def add(self, step: int, metrics) -> dict[str, float] | None:
+        self.pending.append((step, metrics))
+        if len(self.pending) >= self.every:
+            return self.flush()
+        return None
+
+    def flush(self) -> dict[str, float] | None:
+        if not self.pending:
+            return None
+        steps = [s for s, _ in self.pending]
+        values = jax.device_get([m for _, m in self.pending])
+        self.pending = []
+        for step, metrics in zip(steps, values):
+            for name, value in metrics.items():
+                v = value[0] if isinstance(value, tuple) else value
+                if not np.all(np.isfinite(v)):
+                    raise NonFiniteError(
+                        f"training diverged: metric '{name}' is {float(v)} at step {step}; "
+                        f"stopped (the last checkpoint is from before this step)"
+                    )
+        summary = {}
+        for name in values[0]:
+            if isinstance(values[0][name], tuple):
+                total = sum(float(m[name][1]) for m in values)
+                if total > 0:
+                    summary[name] = sum(float(m[name][0] * m[name][1]) for m in values) / total
+            else:
+                summary[name] = float(np.mean([m[name] for m in values]))
+        self.writer.write_scalars(steps[-1], summary)
+        return summary
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclasses.dataclass
+class Task:
+    """What a method hands to `run`."""
+
+    init_state: Callable[[jax.Array], Any]  # rng -> state (pure; jitted here)
+    train_step: Callable[[Any, dict], tuple[Any, dict]]  # pure; jitted here
+    samples: Callable[[Any], jax.Array] | None  # state -> images NHWC in [-1, 1]
+    global_batch_size: int
+    parameters: Callable[[Any], dict]  # state -> {network: params} for the overview
+
+
+def compile_step(task: Task, mesh: Mesh, state_sharding):
+    return jax.jit(
+        task.train_step,
+        in_shardings=(state_sharding, batch_sharded(mesh)),
+        out_shardings=(state_sharding, replicated(mesh)),
+        donate_argnums=0,
+    )
+
+
+def run(task: Task, config, workdir, data: Iterator | None, tf_iterator=None):
+    """Trains `task` for config.num_steps, resuming from `workdir` if it holds a
+    checkpoint. `data` yields per-process numpy batches; `tf_iterator` (the tf.data
+    iterator behind `data`) is checkpointed with the state."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    mesh = make_mesh()
+    repl = replicated(mesh)
+    rng = jax.random.PRNGKey(config.seed)
+
+    # State shapes first, then state born replicated on the mesh (no host copy).
+    abstract = jax.eval_shape(task.init_state, rng)
+    state_sharding = jax.tree_util.tree_map(lambda _: repl, abstract)
+    ckpt = Checkpointer(workdir, config.checkpoint_every, config.keep_checkpoints)
+    start = ckpt.latest_step()
+    if start is not None:
+        target = jax.tree_util.tree_map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            abstract,
+            state_sharding,
+        )
+        state = ckpt.restore(target, tf_iterator, start)
+        logging.info("resumed from %s at step %d", ckpt.manager.directory, start)
+    else:
+        state = jax.jit(task.init_state, out_shardings=state_sharding)(rng)
+        start = 0
+
+    writer = metric_writers.create_default_writer(
+        workdir, just_logging=jax.process_index() > 0, asynchronous=True
+    )
+    if start == 0:
+        writer.write_hparams(_flat_config(config))
+    from clu import parameter_overview
+
+    for name, params in task.parameters(state).items():
+        parameter_overview.log_parameter_overview(params, msg=f"{name} parameters")
+
+    step_fn = compile_step(task, mesh, state_sharding)
+    log = MetricsLog(writer, config.log_every)
+    progress = periodic_actions.ReportProgress(
+        num_train_steps=config.num_steps, writer=writer, every_steps=config.log_every
+    )
+    preemption = Preemption()
+    t0, step_start = time.perf_counter(), start
+    step = start
+    try:
+        while step < config.num_steps:
+            batch = global_batch(next(data), mesh)
+            state, metrics = step_fn(state, batch)
+            step += 1
+            progress(step)
+            summary = log.add(step, metrics)
+            if summary is not None:
+                elapsed = time.perf_counter() - t0
+                rate = (step - step_start) * task.global_batch_size / max(elapsed, 1e-9)
+                writer.write_scalars(step, {"images_per_sec": rate})
+                logging.info(
+                    "step %d/%d: %s, %.1f img/s",
+                    step,
+                    config.num_steps,
+                    ", ".join(f"{k} {v:.4g}" for k, v in summary.items()),
+                    rate,
+                )
+            if task.samples is not None and (
+                step % config.sample_every == 0 or step == config.num_steps
+            ):
+                write_samples(writer, workdir, step, task.samples(state))
+            ckpt.save(step, state, tf_iterator)
+            if preemption.reached(step):
+                ckpt.save(step, state, tf_iterator, force=True)
+                logging.warning("stopped at step %d after SIGTERM; checkpoint saved", step)
+                break
+        log.flush()
+        if step == config.num_steps and ckpt.latest_step() != step:
+            ckpt.save(step, state, tf_iterator, force=True)
+    finally:
+        preemption.restore()
+        ckpt.close()
+        writer.flush()
+    return state
+
+
+def write_samples(writer, workdir, step, samples):
+    samples = np.asarray(jax.device_get(samples))
+    if jax.process_index() == 0:
+        grid = images.make_grid(samples, pad=1)
+        images.save_image(grid, Path(workdir) / "samples" / f"step_{step:07d}.png")
+        writer.write_images(step, {"samples": grid[None]})
+
+
+def _flat_config(config, prefix=""):
+    out = {}
+    for k, v in config.items():
+        if hasattr(v, "items"):
+            out.update(_flat_config(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float, str, bool)):
+            out[f"{prefix}{k}"] = v
+        else:
+            out[f"{prefix}{k}"] = str(v)
+    return out
+
+
+def ema_beta(global_batch_size: int, cur_nimg, ema_kimg: float, rampup: float | None):
+    """NVIDIA's generator EMA: half-life ema_kimg thousand images of the *global* batch,
+    optionally ramped up over the first images (rampup × images seen)."""
+    ema_nimg = ema_kimg * 1000.0
+    if rampup is not None:
+        ema_nimg = jnp.minimum(ema_nimg, cur_nimg * rampup)
+    return 0.5 ** (global_batch_size / jnp.maximum(ema_nimg, 1e-8))
+
+
+def lazy_adam(lr: float, betas, interval: int | None):
+    """Adam with NVIDIA's lazy-regularisation correction: a regulariser run every
+    `interval` steps adds one update per interval, so lr and betas are scaled by
+    c = interval / (interval + 1)."""
+    import optax
+
+    c = 1.0 if not interval else interval / (interval + 1)
+    return optax.adam(lr * c, b1=betas[0] ** c, b2=betas[1] ** c, eps=1e-8)

@@ -1,0 +1,309 @@
+"""StyleGAN2 training with NVIDIA's semantics (stylegan2-ada-pytorch `loss.py` and
+`training_loop.py`, without ADA augmentation):
+
+- per iteration the phases G main → G path-length (every pl_interval) → D main → D R1 (every
+  r1_interval), each with its own latents, G's update visible to the D phases;
+- non-saturating logistic loss; lazy R1 on reals scaled by the interval; path-length
+  regularisation on a pl_batch_shrink-times smaller batch with noise scaled by 1/√(H·W) and
+  its moving mean (decay pl_decay);
+- style mixing with one crossover layer per batch (probability style_mixing_prob);
+- Adam with the lazy-regularisation correction of lr and betas; the mapping network's ×0.01
+  learning rate comes from its equalized-lr parameterisation, as in the original;
+- generator EMA with a half-life of ema_kimg thousand images of the global batch, with an
+  optional ramp-up; w_avg tracked by the D phase's generator call and copied to the EMA.
+
+The whole iteration is one jitted function; regularisers run under `lax.cond`, so one
+compiled step serves every iteration.
+"""
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from absl import logging
+
+from stylejax.models import stylegan2 as sg
+from stylejax.train import loop
+
+
+def build_models(config) -> tuple[sg.Generator, sg.Discriminator]:
+    m = config.model
+    channels = sg.channels_from_base(m.resolution, m.channel_base, m.channel_max)
+    dtype = jnp.dtype(m.dtype)
+    G = sg.Generator(
+        z_dim=m.z_dim,
+        w_dim=m.w_dim,
+        img_resolution=m.resolution,
+        channels=channels,
+        mapping_layers=m.mapping_layers,
+        architecture=m.g_architecture,
+        conv_clamp=m.conv_clamp,
+        fused_modconv=m.fused_modconv,
+        dtype=dtype,
+    )
+    D = sg.Discriminator(
+        img_resolution=m.resolution,
+        channels=channels,
+        architecture=m.d_architecture,
+        conv_clamp=m.conv_clamp,
+        mbstd_group_size=m.mbstd_group_size,
+        dtype=dtype,
+    )
+    return G, D
+
+
+def optimizers(config):
+    t = config.train
+    g_interval = t.pl_interval if t.pl_weight > 0 else None
+    d_interval = t.r1_interval if t.r1_gamma > 0 else None
+    return (
+        loop.lazy_adam(t.g_lr, t.betas, g_interval),
+        loop.lazy_adam(t.d_lr, t.betas, d_interval),
+    )
+
+
+def init_state(config, G, D, g_tx, d_tx, rng) -> dict[str, Any]:
+    g_rng, d_rng = jax.random.split(rng)
+    m = config.model
+    g_vars = sg.init_variables(G, g_rng, jnp.zeros((1, m.z_dim)))
+    d_vars = D.init(d_rng, jnp.zeros((1, m.resolution, m.resolution, 3)))
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "g": g_vars,
+        "g_ema": jax.tree_util.tree_map(jnp.copy, g_vars),
+        "d": d_vars,
+        "g_opt": g_tx.init(g_vars["params"]),
+        "d_opt": d_tx.init(d_vars["params"]),
+        "pl_mean": jnp.zeros((), jnp.float32),
+    }
+
+
+def generate(G, config, g_vars, z, rng, update_w_avg=False):
+    """G(z) with training-time style mixing and random noise. Returns (img, ws, buffers)."""
+    k_mix, k_cut, k_prob, k_noise = jax.random.split(rng, 4)
+    ws, updated = G.apply(g_vars, z, update_w_avg=update_w_avg, method=G.map, mutable=["buffers"])
+    prob = config.train.style_mixing_prob
+    if prob > 0:
+        num_ws = ws.shape[1]
+        cutoff = jax.random.randint(k_cut, (), 1, num_ws)
+        cutoff = jnp.where(jax.random.uniform(k_prob) < prob, cutoff, num_ws)
+        ws2 = G.apply(g_vars, jax.random.normal(k_mix, z.shape), method=G.map)
+        ws = sg.mix_styles(ws, ws2, cutoff)
+    img = synthesize(G, g_vars, ws, k_noise)
+    return img, ws, updated["buffers"]
+
+
+def synthesize(G, g_vars, ws, noise_rng):
+    return G.apply(g_vars, ws, "random", method=G.synthesize, rngs={"noise": noise_rng})
+
+
+def r1_penalty(D, d_vars, real):
+    """Per-sample ‖∇_x D(x)‖² on real images."""
+    grads = jax.grad(lambda x: D.apply(d_vars, x).sum())(real)
+    return jnp.sum(jnp.square(grads), axis=(1, 2, 3))
+
+
+def path_lengths(G, g_vars, ws, noise_rng, pl_rng):
+    """‖J_wᵀ y‖ per sample for y ~ N(0, I)/√(H·W) (the image-space noise)."""
+    img_shape = jax.eval_shape(lambda w: synthesize(G, g_vars, w, noise_rng), ws).shape
+    h, w = img_shape[1], img_shape[2]
+    pl_noise = jax.random.normal(pl_rng, img_shape) / jnp.sqrt(h * w)
+    grads = jax.grad(lambda w_: jnp.sum(synthesize(G, g_vars, w_, noise_rng) * pl_noise))(ws)
+    return jnp.sqrt(jnp.mean(jnp.sum(jnp.square(grads), axis=2), axis=1))
+
+
+def global_norm(tree):
+    return optax.global_norm(tree)
+
+
+def train_step(config, G, D, g_tx, d_tx, state, batch):
+    t = config.train
+    real = batch["image"]
+    batch_size = real.shape[0]
+    z_dim = config.model.z_dim
+    step = state["step"]
+    rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
+    k_gmain, k_greg, k_dmain, k_dreg = jax.random.split(rng, 4)
+    g_vars, d_vars = state["g"], state["d"]
+    metrics = {}
+
+    # ---- G main: non-saturating loss.
+    def g_main_loss(g_params, key):
+        kz, kg = jax.random.split(key)
+        z = jax.random.normal(kz, (batch_size, z_dim))
+        img, _, _ = generate(G, config, {**g_vars, "params": g_params}, z, kg)
+        logits = D.apply(d_vars, img)
+        return jnp.mean(jax.nn.softplus(-logits))
+
+    g_loss, g_grads = jax.value_and_grad(g_main_loss)(g_vars["params"], k_gmain)
+    g_updates, g_opt = g_tx.update(g_grads, state["g_opt"], g_vars["params"])
+    g_params = optax.apply_updates(g_vars["params"], g_updates)
+    metrics["g_loss"] = g_loss
+    metrics["g_grad_norm"] = global_norm(g_grads)
+
+    # ---- G reg: path-length regularisation, lazily every pl_interval steps.
+    def g_reg(operand):
+        g_params, g_opt, pl_mean = operand
+        kz, kg, kpl = jax.random.split(k_greg, 3)
+        n = max(batch_size // t.pl_batch_shrink, 1)
+        z = jax.random.normal(kz, (n, z_dim))
+
+        def loss_fn(params):
+            variables = {**g_vars, "params": params}
+            k_gen, k_noise = jax.random.split(kg)
+            _, ws, _ = generate(G, config, variables, z, k_gen)
+            lengths = path_lengths(G, variables, ws, k_noise, kpl)
+            new_mean = pl_mean + t.pl_decay * (jnp.mean(lengths) - pl_mean)
+            penalty = jnp.square(lengths - new_mean)
+            return jnp.mean(penalty) * t.pl_weight * t.pl_interval, (new_mean, jnp.mean(penalty))
+
+        (_, (new_mean, penalty)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_params)
+        updates, g_opt = g_tx.update(grads, g_opt, g_params)
+        return (
+            optax.apply_updates(g_params, updates),
+            g_opt,
+            jax.lax.stop_gradient(new_mean),
+            penalty,
+        )
+
+    def no_g_reg(operand):
+        g_params, g_opt, pl_mean = operand
+        return g_params, g_opt, pl_mean, jnp.zeros((), jnp.float32)
+
+    pl_mean = state["pl_mean"]
+    if t.pl_weight > 0:
+        do_pl = step % t.pl_interval == 0
+        g_params, g_opt, pl_mean, pl_penalty = jax.lax.cond(
+            do_pl, g_reg, no_g_reg, (g_params, g_opt, pl_mean)
+        )
+        metrics["pl_penalty"] = (pl_penalty, do_pl.astype(jnp.float32))
+        metrics["pl_mean"] = pl_mean
+
+    # ---- D main: logistic loss on G's (updated) fakes and the reals; w_avg tracked here.
+    kz, kg = jax.random.split(k_dmain)
+    z = jax.random.normal(kz, (batch_size, z_dim))
+    gen_img, _, g_buffers = generate(
+        G, config, {**g_vars, "params": g_params}, z, kg, update_w_avg=True
+    )
+    gen_img = jax.lax.stop_gradient(gen_img)
+
+    def d_main_loss(d_params):
+        variables = {**d_vars, "params": d_params}
+        fake_logits = D.apply(variables, gen_img)
+        real_logits = D.apply(variables, real)
+        loss = jnp.mean(jax.nn.softplus(fake_logits)) + jnp.mean(jax.nn.softplus(-real_logits))
+        return loss, (jnp.mean(fake_logits), jnp.mean(real_logits))
+
+    (d_loss, (fake_mean, real_mean)), d_grads = jax.value_and_grad(d_main_loss, has_aux=True)(
+        d_vars["params"]
+    )
+    d_updates, d_opt = d_tx.update(d_grads, state["d_opt"], d_vars["params"])
+    d_params = optax.apply_updates(d_vars["params"], d_updates)
+    metrics.update(
+        d_loss=d_loss,
+        d_fake_logits=fake_mean,
+        d_real_logits=real_mean,
+        d_grad_norm=global_norm(d_grads),
+    )
+
+    # ---- D reg: R1 on reals, lazily every r1_interval steps.
+    def d_reg(operand):
+        d_params, d_opt = operand
+
+        def loss_fn(params):
+            penalty = r1_penalty(D, {**d_vars, "params": params}, real)
+            return jnp.mean(penalty) * (t.r1_gamma / 2) * t.r1_interval, jnp.mean(penalty)
+
+        (_, penalty), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+        updates, d_opt = d_tx.update(grads, d_opt, d_params)
+        return optax.apply_updates(d_params, updates), d_opt, penalty
+
+    def no_d_reg(operand):
+        d_params, d_opt = operand
+        return d_params, d_opt, jnp.zeros((), jnp.float32)
+
+    if t.r1_gamma > 0:
+        do_r1 = step % t.r1_interval == 0
+        d_params, d_opt, r1 = jax.lax.cond(do_r1, d_reg, no_d_reg, (d_params, d_opt))
+        metrics["r1_penalty"] = (r1, do_r1.astype(jnp.float32))
+
+    # ---- Generator EMA (parameters lerped, buffers copied), on the global batch size.
+    beta = loop.ema_beta(batch_size, step * batch_size, t.ema_kimg, t.ema_rampup)
+    g_ema_params = jax.tree_util.tree_map(
+        lambda p, e: p + beta * (e - p), g_params, state["g_ema"]["params"]
+    )
+    new_g = {**g_vars, "params": g_params, "buffers": g_buffers}
+    metrics["g_param_norm"] = global_norm(g_params)
+    metrics["d_param_norm"] = global_norm(d_params)
+    new_state = {
+        "step": step + 1,
+        "g": new_g,
+        "g_ema": {**state["g_ema"], "params": g_ema_params, "buffers": g_buffers},
+        "d": {**d_vars, "params": d_params},
+        "g_opt": g_opt,
+        "d_opt": d_opt,
+        "pl_mean": pl_mean,
+    }
+    return new_state, metrics
+
+
+def make_task(config) -> loop.Task:
+    G, D = build_models(config)
+    g_tx, d_tx = optimizers(config)
+    sample_z = jax.random.normal(
+        jax.random.PRNGKey(config.seed + 1), (config.num_samples, config.model.z_dim)
+    )
+
+    @jax.jit
+    def samples(state):
+        return G.apply(state["g_ema"], sample_z, noise_mode="const")
+
+    return loop.Task(
+        init_state=functools.partial(init_state, config, G, D, g_tx, d_tx),
+        train_step=functools.partial(train_step, config, G, D, g_tx, d_tx),
+        samples=samples,
+        global_batch_size=config.batch_size,
+        parameters=lambda s: {"G": s["g"]["params"], "D": s["d"]["params"]},
+    )
+
+
+def make_data(config):
+    """Per-process batches of real images, plus the tf.data iterator to checkpoint."""
+
+    from stylejax.data import pipeline
+
+    d = config.data
+    ds = pipeline.make_dataset(
+        d.name,
+        global_batch_size=config.batch_size,
+        split=d.split,
+        seed=config.seed,
+        keys=("image",),
+        flip=d.flip,
+        shuffle_buffer=d.shuffle_buffer,
+        directory=d.directory or None,
+    )
+    tf_iterator = iter(ds)
+
+    def numpy_batches():
+        for batch in tf_iterator:
+            yield {"image": batch["image"].numpy()}
+
+    return numpy_batches(), tf_iterator
+
+
+def train_and_evaluate(config, workdir):
+    loop.setup_jax()
+    task = make_task(config)
+    data, tf_iterator = make_data(config)
+    logging.info(
+        "StyleGAN2 %d px on %s: %d process(es), %d device(s), global batch %d",
+        config.model.resolution,
+        config.data.name,
+        jax.process_count(),
+        jax.device_count(),
+        config.batch_size,
+    )
+    return loop.run(task, config, workdir, data, tf_iterator)
