@@ -131,6 +131,18 @@ def test_sketch_and_frontalization_pairs(data_dir):
   np.testing.assert_array_equal(frontal["source"], frontal["image"])
 
 
+def test_task_on_a_data_set_without_its_features_fails_clearly(tmp_path):
+  from PIL import Image
+  manual = tmp_path / "photos"
+  manual.mkdir()
+  Image.new("RGB", (8, 8)).save(manual / "a.png")
+  tfds.builder("image_folder/32", data_dir=str(tmp_path)).download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  with pytest.raises(ValueError, match=r"image_folder/32 has no feature \['frontal'\]"):
+    pipeline.make_dataset("image_folder/32", global_batch_size=1, task="frontalization",
+                          data_dir=str(tmp_path))
+
+
 def test_per_process_batch_size(data_dir):
   batch = _one_batch(data_dir, global_batch_size=8, process_index=1, process_count=2,
                      keys=("index",))

@@ -25,7 +25,10 @@ def map_in_workers(fn, items, num_workers):
   if num_workers <= 1:
     yield from map(fn, items)
     return
-  # fork: the workers need only numpy/PIL and the already-imported module of `fn`.
+  # fork, not spawn/forkserver: those re-run the user's main script in every worker (a
+  # script without a __main__ guard would build recursively). The workers touch only
+  # numpy, PIL and pickle, never JAX's or TensorFlow's threads, so the warning JAX gives
+  # about forking a multithreaded process does not apply to them.
   with multiprocessing.get_context("fork").Pool(num_workers) as pool:
     yield from pool.imap(fn, items, chunksize=8)
 

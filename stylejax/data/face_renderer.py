@@ -39,6 +39,7 @@ FACTOR_NAMES = (
 SKIN_LIGHT, SKIN_DARK = np.array((0.96, 0.80, 0.68)), np.array((0.45, 0.29, 0.20))
 WHITE = np.array((0.97, 0.97, 0.95))
 HEAD_CENTER = (0.0, -0.1)
+EYE_HEIGHT = 0.02  # v of the eyes' centres, in head-local units (0 = the head's centre)
 FULL = (slice(None), slice(None))  # a window covering the whole image
 VIEW = 0.8  # half the side of the image in frame units: the head is ~60% of its height
 
@@ -195,7 +196,7 @@ def _flat_shading(f, c):
 def _hair(f, c, colour, behind):
   """Hair volume around the head (behind=True) or hair on the head surface."""
   style = HAIR_STYLES[int(f["hair_style"])]
-  a, b, ve = c.a, c.b, _eye_height()
+  a, b, ve = c.a, c.b, EYE_HEIGHT
   # How far down the hair reaches at the sides of the head, per style.
   side_end = {"short": ve - 0.05, "bob": ve + 0.30, "long": ve + 0.45, "bangs": ve - 0.03}[style]
   if behind:
@@ -216,12 +217,10 @@ def _hair(f, c, colour, behind):
   c.paint(c.surface_dist(np.minimum(top, sides), FULL), colour, LABEL["hair"])
 
 
-def _eye_height():
-  return 0.02
-
-
 def _ears(f, c, skin, in_front):
-  ve = _eye_height()
+  """An ear turned towards the camera is drawn over the skin; one seen edge-on or from
+  behind is drawn before the head, so only what sticks out past the head shows."""
+  ve = EYE_HEIGHT
   for side, label in ((1.0, LABEL["l_ear"]), (-1.0, LABEL["r_ear"])):
     psi = side * math.pi / 2 + c.yaw
     facing = math.cos(psi)
@@ -242,7 +241,7 @@ def _surface_paint(c, w, dist_fn, colour, label, alpha=1.0):
 
 
 def _glasses(f, c, eye_w, frames):
-  ve, es = _eye_height(), f["eye_spacing"]
+  ve, es = EYE_HEIGHT, f["eye_spacing"]
   rx, ry = 1.5 * eye_w, 1.15 * eye_w
   thick = max(0.018, c.px)
   for side in (1.0, -1.0):
@@ -268,7 +267,7 @@ def _glasses(f, c, eye_w, frames):
 
 def _mouth(f, c, skin):
   smile = f["smile"]
-  v_mouth = _eye_height() + f["nose_length"] + 0.085
+  v_mouth = EYE_HEIGHT + f["nose_length"] + 0.085
   half_w = f["mouth_width"] * (1.0 + 0.2 * smile)
   lip = f["lip_thickness"]
   corner_lift = 0.09 * smile - 0.03  # > 0 lifts the corners
@@ -299,7 +298,7 @@ def _draw_all_but_mouth(f, size):
   c.image[:] = _background(f, c)
   skin = _skin(f)
   hair = HAIR_RGB[int(f["hair_color"])]
-  ve, es, eye_w = _eye_height(), f["eye_spacing"], f["eye_size"]
+  ve, es, eye_w = EYE_HEIGHT, f["eye_spacing"], f["eye_size"]
 
   _hair(f, c, hair, behind=True)
   neck_top = HEAD_CENTER[1] + 0.5 * c.b

@@ -116,11 +116,15 @@ def make_dataset(name, *, global_batch_size, split="train", seed=0, task=None,
     keys = keys or task_keys
   shuffle = shuffle and seed is not None
   builder = _prepared_builder(name, data_dir, builder_kwargs)
+  features = builder.info.features
+  missing = [k for k in keys or () if k not in features]
+  if missing:
+    raise ValueError(f"{name} has no feature {missing} (task={task!r} reads {list(keys)}); "
+                     f"its features are {list(features.keys())}.")
   # Images stay encoded through the shuffle buffer (a fraction of the memory) and are
   # decoded in the parallel map below.
   ds = _read(builder, split, keys, seed + index if shuffle else None, index, count,
              decode_images=False)
-  features = builder.info.features
   encoded = [k for k in ds.element_spec if isinstance(features[k], tfds.features.Image)]
   if shuffle:
     ds = ds.shuffle(shuffle_buffer, seed=seed + index, reshuffle_each_iteration=True)

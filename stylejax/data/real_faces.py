@@ -78,7 +78,7 @@ def _read_image_example(size, index_and_path):
 
 
 class _ManualImageBuilder(tfds.core.GeneratorBasedBuilder):
-  """Common part: resolution from the config name, on_corrupt policy, parallel decoding."""
+  """Common part: resolution from the config, on_corrupt policy, parallel decoding."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
@@ -103,9 +103,9 @@ class _ManualImageBuilder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, read_fn, items):
     """Yields (key, example) for items read by read_fn in workers, applying on_corrupt.
     read_fn returns an example dict, or the CorruptImageError it hit."""
-    for key, result in zip([k for k, _ in items],
-                           building.map_in_workers(read_fn, [i for _, i in items],
-                                                   self.num_workers)):
+    keys = [key for key, _ in items]
+    results = building.map_in_workers(read_fn, [item for _, item in items], self.num_workers)
+    for key, result in zip(keys, results):
       if isinstance(result, building.CorruptImageError):
         self._corrupt.report(result)
         self.info.metadata["skipped_files"] = list(self._corrupt.skipped)
@@ -134,7 +134,10 @@ class Ffhq(_ManualImageBuilder):
   def _split_generators(self, dl_manager):
     folder = Path(dl_manager.manual_dir)
     _check_dir("ffhq", folder, "the FFHQ PNGs 00000.png ... 69999.png")
-    found = {int(p.stem): p for p in folder.rglob("*.png") if re.fullmatch(r"\d{5}", p.stem)}
+    found = {}  # several copies: the first in path order (images1024x1024 before thumbnails)
+    for path in sorted(folder.rglob("*.png")):
+      if re.fullmatch(r"\d{5}", path.stem):
+        found.setdefault(int(path.stem), path)
     missing = [f"{i:05d}.png" for i in range(self.NUM_IMAGES) if i not in found]
     if missing:
       raise _missing_error("ffhq", "the FFHQ PNGs 00000.png ... "
@@ -155,7 +158,7 @@ def _read_celeba_hq_index(folder, num_images):
       raise FolderError(f"celeba_hq: expected the file {path.name} in {folder} (it comes "
                         f"with CelebAMask-HQ). Found: {_listing(folder)}.")
   lines = attribute_file.read_text().split("\n")
-  names = tuple(lines[1].split())
+  names = tuple(lines[1].split()) if len(lines) > 1 else ()
   if names != CELEBA_ATTRIBUTES:
     raise FolderError(f"{attribute_file}: expected the 40 CelebA attribute names on line 2, "
                       f"found {names[:5]}... ({len(names)} names).")
@@ -172,8 +175,12 @@ def _read_celeba_hq_index(folder, num_images):
   is_test = {}
   for line in mapping_file.read_text().split("\n")[1:]:
     fields = line.split()
-    if fields:
-      is_test[int(fields[0])] = int(fields[1]) >= CELEBA_FIRST_TEST_INDEX
+    if not fields:
+      continue
+    if len(fields) != 3 or not (fields[0].isdigit() and fields[1].isdigit()):
+      raise FolderError(f"{mapping_file}: expected lines 'idx orig_idx orig_file', found "
+                        f"{line!r}.")
+    is_test[int(fields[0])] = int(fields[1]) >= CELEBA_FIRST_TEST_INDEX
   for what, table, path in (("attributes", attributes, attribute_file),
                             ("a mapping", is_test, mapping_file)):
     missing = [i for i in range(num_images) if i not in table]
