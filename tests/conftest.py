@@ -1,10 +1,27 @@
 """Shared test helpers: where the parity fixtures live, and error metrics."""
 
 import os
+import tempfile
 from pathlib import Path
 
-import numpy as np
-import pytest
+# 8 fake CPU devices for the sharding tests; must be set before JAX starts.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    ).strip()
+
+import sys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `configs` for the tests
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+# Identical programs (the same train step jitted by several tests) compile once.
+jax.config.update(
+    "jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "stylejax-test-jax-cache")
+)
 
 # ../shared/fixtures relative to the repository root (override with STYLEJAX_FIXTURES).
 FIXTURES = Path(

@@ -39,9 +39,9 @@ class _QuietOrbax(logging_std.Filter):
         return record.levelno >= logging_std.WARNING or "/orbax/" not in record.pathname
 
 
-def make_mesh() -> Mesh:
-    """One data-parallel axis over every device of every process."""
-    return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+def make_mesh(devices=None) -> Mesh:
+    """One data-parallel axis over every device of every process (or `devices`)."""
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -227,13 +227,16 @@ def compile_step(task: Task, mesh: Mesh, state_sharding):
     )
 
 
-def run(task: Task, config, workdir, data: Iterator | None, tf_iterator=None):
+def run(task: Task, config, workdir, data: Iterator, tf_iterator=None, mesh=None):
     """Trains `task` for config.num_steps, resuming from `workdir` if it holds a
     checkpoint. `data` yields per-process numpy batches; `tf_iterator` (the tf.data
-    iterator behind `data`) is checkpointed with the state."""
+    iterator behind `data`) is checkpointed with the state.
+
+    Returns (state, history): history lists the logged metric summaries as (step, dict).
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    mesh = make_mesh()
+    mesh = make_mesh() if mesh is None else mesh
     repl = replicated(mesh)
     rng = jax.random.PRNGKey(config.seed)
 
@@ -272,6 +275,7 @@ def run(task: Task, config, workdir, data: Iterator | None, tf_iterator=None):
     preemption = Preemption()
     t0, step_start = time.perf_counter(), start
     step = start
+    history = []
     try:
         while step < config.num_steps:
             batch = global_batch(next(data), mesh)
@@ -280,6 +284,7 @@ def run(task: Task, config, workdir, data: Iterator | None, tf_iterator=None):
             progress(step)
             summary = log.add(step, metrics)
             if summary is not None:
+                history.append((step, summary))
                 elapsed = time.perf_counter() - t0
                 rate = (step - step_start) * task.global_batch_size / max(elapsed, 1e-9)
                 writer.write_scalars(step, {"images_per_sec": rate})
@@ -296,17 +301,20 @@ def run(task: Task, config, workdir, data: Iterator | None, tf_iterator=None):
                 write_samples(writer, workdir, step, task.samples(state))
             ckpt.save(step, state, tf_iterator)
             if preemption.reached(step):
-                ckpt.save(step, state, tf_iterator, force=True)
+                if ckpt.latest_step() != step:
+                    ckpt.save(step, state, tf_iterator, force=True)
                 logging.warning("stopped at step %d after SIGTERM; checkpoint saved", step)
                 break
-        log.flush()
+        summary = log.flush()
+        if summary is not None:
+            history.append((step, summary))
         if step == config.num_steps and ckpt.latest_step() != step:
             ckpt.save(step, state, tf_iterator, force=True)
     finally:
         preemption.restore()
         ckpt.close()
         writer.flush()
-    return state
+    return state, history
 
 
 def write_samples(writer, workdir, step, samples):

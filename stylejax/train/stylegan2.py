@@ -115,7 +115,7 @@ def path_lengths(G, g_vars, ws, noise_rng, pl_rng):
 
 
 def global_norm(tree):
-    return optax.global_norm(tree)
+    return optax.tree.norm(tree)
 
 
 def train_step(config, G, D, g_tx, d_tx, state, batch):

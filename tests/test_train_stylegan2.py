@@ -1,0 +1,302 @@
+"""StyleGAN2 training: sharding, regulariser schedule and values, EMA, lazy Adam,
+determinism, kill-and-resume, SIGTERM, NaN guard, configs and the entry point."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import tensorflow as tf
+
+from configs import stylegan2 as stylegan2_configs
+from stylejax.models import stylegan2 as sg
+from stylejax.train import loop
+from stylejax.train import stylegan2 as trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+RES, BATCH = 16, 8
+
+
+def tiny_config(**overrides):
+    c = stylegan2_configs.get_config()
+    c.model.resolution = RES
+    c.model.z_dim = c.model.w_dim = 16
+    c.model.mapping_layers = 1
+    c.model.channel_base = 128
+    c.model.channel_max = 16
+    c.batch_size = BATCH
+    c.num_steps = 6
+    c.log_every = 2
+    c.checkpoint_every = 2
+    c.sample_every = 1000
+    c.num_samples = 4
+    c.train.r1_gamma = 1.0
+    for key, value in overrides.items():
+        node = c
+        *path, leaf = key.split(".")
+        for p in path:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+def real_images(n=64, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, RES, RES, 3)).astype(np.float32)
+
+
+def make_data(batch_size=BATCH, seed=0):
+    """A checkpointable tf.data iterator over fixed images, and its numpy batches."""
+    ds = tf.data.Dataset.from_tensor_slices({"image": real_images()})
+    ds = ds.shuffle(64, seed=seed).repeat().batch(batch_size)
+    iterator = iter(ds)
+
+    def batches():
+        for batch in iterator:
+            yield {"image": batch["image"].numpy()}
+
+    return batches(), iterator
+
+
+def compiled_step(task, state, devices):
+    mesh = loop.make_mesh(devices)
+    sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
+    step = loop.compile_step(task, mesh, sharding)
+
+    def run(state, batch):  # the engine's step donates its input: hand it a copy
+        placed = jax.device_put(jax.tree_util.tree_map(jnp.copy, state), sharding)
+        return step(placed, jax.device_put(batch, loop.batch_sharded(mesh)))
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def setup():
+    loop.setup_jax()
+    config = tiny_config()
+    task = trainer.make_task(config)
+    state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+    step = compiled_step(task, state, jax.devices()[:1])
+    batch = {"image": jnp.asarray(real_images()[:BATCH])}
+    return config, task, state, step, batch
+
+
+def at_step(state, k):
+    return dict(state, step=jnp.asarray(k, jnp.int32))
+
+
+def adam_count(opt_state):
+    return int(opt_state[0].count)  # optax.adam = chain(scale_by_adam, scale_by_lr)
+
+
+def test_regularisers_run_on_their_intervals_only(setup):
+    config, _, state, step, batch = setup
+    assert (config.train.pl_interval, config.train.r1_interval) == (4, 16)
+    for k, pl_runs, r1_runs in (
+        (0, True, True),
+        (1, False, False),
+        (4, True, False),
+        (16, True, True),
+        (17, False, False),
+    ):
+        new, metrics = step(at_step(state, k), batch)
+        assert float(metrics["pl_penalty"][1]) == pl_runs, k
+        assert float(metrics["r1_penalty"][1]) == r1_runs, k
+        # Lazy regularisers take an extra optimizer step with the same Adam state.
+        g_steps = adam_count(new["g_opt"]) - adam_count(state["g_opt"])
+        d_steps = adam_count(new["d_opt"]) - adam_count(state["d_opt"])
+        assert (g_steps, d_steps) == (1 + pl_runs, 1 + r1_runs), k
+        if pl_runs:
+            assert float(metrics["pl_penalty"][0]) > 0
+            assert float(new["pl_mean"]) != float(state["pl_mean"])
+        else:
+            assert float(new["pl_mean"]) == float(state["pl_mean"])
+        assert int(new["step"]) == k + 1
+
+
+def test_one_step_on_eight_devices_equals_one_device(setup):
+    config, task, state, step_one, batch = setup
+    assert jax.device_count() == 8, "conftest must fake 8 CPU devices"
+    step_eight = compiled_step(task, state, jax.devices())
+    one = jax.device_get(step_one(at_step(state, 0), batch)[0])  # both regularisers run
+    eight = jax.device_get(step_eight(at_step(state, 0), batch)[0])
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(one), jax.tree_util.tree_leaves(eight)
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+
+
+def test_r1_matches_an_independent_forward_mode_computation(setup):
+    config, task, state, _, batch = setup
+    G, D = trainer.build_models(config)
+    real = batch["image"][:4]
+    got = trainer.r1_penalty(D, state["d"], real)
+    # Forward-mode Jacobian of the summed logits (mbstd couples the samples, so R1 uses
+    # the gradient of the sum, as in the original).
+    flat = real.reshape(-1)
+    jac = jax.jacfwd(lambda x: D.apply(state["d"], x.reshape(real.shape)).sum())(flat)
+    want = jnp.sum(jnp.square(jac.reshape(real.shape)), axis=(1, 2, 3))
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    assert float(got.min()) > 0
+
+
+def test_path_lengths_match_forward_mode_and_use_pixel_noise_scale(setup):
+    config, _, state, _, _ = setup
+    G, _ = trainer.build_models(config)
+    z = jax.random.normal(jax.random.PRNGKey(3), (2, 16))
+    ws = G.apply(state["g"], z, method=G.map)
+    k_noise, k_pl = jax.random.PRNGKey(4), jax.random.PRNGKey(5)
+    got = trainer.path_lengths(G, state["g"], ws, k_noise, k_pl)
+    img = trainer.synthesize(G, state["g"], ws, k_noise)
+    y = jax.random.normal(k_pl, img.shape) / np.sqrt(RES * RES)  # 1/√(H·W), not batch-based
+    jac = jax.jacfwd(lambda w: trainer.synthesize(G, state["g"], w, k_noise))(ws)
+    jty = jnp.einsum("nhwc,nhwcmlk->mlk", y, jac)  # J^T y  [N, num_ws, w_dim]
+    want = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(jty), axis=2), axis=1))
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_ema_uses_the_global_batch_and_ramps_up():
+    beta = loop.ema_beta(32, 10**7, ema_kimg=10.0, rampup=None)
+    np.testing.assert_allclose(beta, 0.5 ** (32 / 10_000), rtol=1e-6)
+    # Half-life in images: after 10k images of batch 32 the weight of the start is 1/2.
+    np.testing.assert_allclose(beta ** (10_000 / 32), 0.5, rtol=1e-5)
+    assert float(loop.ema_beta(32, 0, 10.0, rampup=0.05)) == 0.0  # first step copies G
+    np.testing.assert_allclose(loop.ema_beta(32, 1000, 10.0, rampup=0.05), 0.5 ** (32 / 50))
+
+
+def test_lazy_adam_scales_lr_and_betas():
+    params = {"w": jnp.ones(3)}
+    grads = [{"w": jnp.asarray([1.0, -2.0, 0.5]) * (i + 1)} for i in range(3)]
+    tx = loop.lazy_adam(0.002, (0.0, 0.99), interval=4)
+    c = 4 / 5
+    reference = optax.adam(0.002 * c, b1=0.0, b2=0.99**c, eps=1e-8)
+    s1, s2, p1, p2 = tx.init(params), reference.init(params), params, params
+    for g in grads:
+        u1, s1 = tx.update(g, s1, p1)
+        u2, s2 = reference.update(g, s2, p2)
+        p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+    np.testing.assert_array_equal(p1["w"], p2["w"])
+    plain = optax.adam(0.002, b1=0.0, b2=0.99, eps=1e-8)
+    u3, _ = plain.update(grads[0], plain.init(params), params)
+    assert not np.allclose(u3["w"], tx.update(grads[0], tx.init(params), params)[0]["w"])
+
+
+def test_nan_guard_names_the_step():
+    class Writer:
+        def write_scalars(self, step, scalars):
+            pass
+
+    log = loop.MetricsLog(Writer(), every=3)
+    assert log.add(1, {"d_loss": jnp.asarray(0.5)}) is None
+    log.add(2, {"d_loss": jnp.asarray(np.nan)})
+    with pytest.raises(loop.NonFiniteError, match="'d_loss' is nan at step 2"):
+        log.add(3, {"d_loss": jnp.asarray(0.4)})
+
+
+def run_training(workdir, config, kill_at=None):
+    data, iterator = make_data()
+    if kill_at is not None:
+
+        def killing(batches):
+            for i, batch in enumerate(batches):
+                if i == kill_at:
+                    os.kill(os.getpid(), signal.SIGTERM)  # as a TPU preemption would
+                yield batch
+
+        data = killing(data)
+    return loop.run(trainer.make_task(config), config, workdir, data, iterator)
+
+
+def params_of(state):
+    return jax.device_get({"g": state["g"], "g_ema": state["g_ema"], "d": state["d"]})
+
+
+def test_training_is_deterministic_and_resumes_exactly(tmp_path):
+    config = tiny_config()
+    full, history = run_training(tmp_path / "full", config)
+    assert int(full["step"]) == 6 and [s for s, _ in history] == [2, 4, 6]
+    # A run sent SIGTERM during step 3 finishes that step, saves, exits cleanly, and the restarted run
+    # (new process state, same workdir) ends exactly where the uninterrupted one did.
+    stopped, _ = run_training(tmp_path / "resumed", config, kill_at=2)
+    assert int(stopped["step"]) == 3
+    steps = sorted(
+        int(p.name) for p in (tmp_path / "resumed" / "checkpoints").iterdir() if p.name.isdigit()
+    )
+    assert steps[-1] == 3
+    resumed, _ = run_training(tmp_path / "resumed", config)
+    assert int(resumed["step"]) == 6
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(params_of(full)),
+        jax.tree_util.tree_leaves(params_of(resumed)),
+    ):
+        np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
+    # Same config and seed → same losses.
+    again, history2 = run_training(tmp_path / "again", config)
+    assert history2 == history
+    assert sorted((tmp_path / "full" / "samples").iterdir())[-1].name == "step_0000006.png"
+
+
+def test_short_run_moves_the_discriminator_loss(tmp_path):
+    config = tiny_config(num_steps=40, log_every=5, checkpoint_every=1000)
+    _, history = run_training(tmp_path, config)
+    losses = [m["d_loss"] for _, m in history]
+    assert abs(losses[-1] - losses[0]) > 0.1, losses
+    logits_gap = [m["d_real_logits"] - m["d_fake_logits"] for _, m in history]
+    assert logits_gap[-1] > logits_gap[0], logits_gap
+
+
+def test_configs_and_entry_point_errors():
+    for variant in stylegan2_configs.VARIANTS:
+        c = stylegan2_configs.get_config(variant)
+        assert c.method == "stylegan2"
+    f = stylegan2_configs.get_config("ffhq1024")
+    assert (f.batch_size, f.train.r1_gamma, f.train.g_lr, f.train.ema_kimg) == (
+        32,
+        10.0,
+        0.002,
+        10.0,
+    )
+    assert (
+        f.train.style_mixing_prob,
+        f.train.pl_weight,
+        f.train.r1_interval,
+        f.train.pl_interval,
+    ) == (0.9, 2.0, 16, 4)
+    assert sg.channels_from_base(1024, f.model.channel_base, 512) == sg.channels_from_base(1024)
+    with pytest.raises(ValueError, match="unknown variant 'ffhq512'.*'synthetic64'"):
+        stylegan2_configs.get_config("ffhq512")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stylejax.main",
+            "--config=configs/stylegan2.py:nope",
+            "--workdir=/tmp/x",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode != 0 and "unknown variant 'nope'" in run.stderr
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stylejax.main",
+            "--config=configs/stylegan2.py",
+            "--workdir=/tmp/x",
+            "--config.method=gan3",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode != 0 and "config.method='gan3': unknown method" in run.stderr
