@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # stylejax and configs
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -57,17 +57,101 @@ def bench_models(resolution, batch, iters):
         print(f"| {name:36s} | {compile_s:9.1f} | {step_s * 1e3:9.1f} | {batch / step_s:8.1f} |")
 
 
+def bench_train(batch, iters, only=None):
+
+    from configs import stylegan2 as configs
+    from stylejax.train import loop
+    from stylejax.train import stylegan2 as trainer
+
+    loop.setup_jax()
+    settings = {
+        "tiny64": dict(resolution=64, channel_base=4096, channel_max=64, z=64, mapping=2),
+        "f256": dict(resolution=256, channel_base=32768, channel_max=512, z=512, mapping=8),
+    }
+    rows = []
+    for name, s in settings.items():
+        if only and name != only:
+            continue
+        c = configs.get_config()
+        c.batch_size = batch
+        c.model.resolution, c.model.channel_base = s["resolution"], s["channel_base"]
+        c.model.channel_max, c.model.mapping_layers = s["channel_max"], s["mapping"]
+        c.model.z_dim = c.model.w_dim = s["z"]
+        task = trainer.make_task(c)
+        mesh = loop.make_mesh()
+        state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+        sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
+        state = jax.device_put(state, sharding)
+        res = s["resolution"]
+        batch_arr = jax.device_put(
+            {"image": jnp.zeros((batch, res, res, 3))}, loop.batch_sharded(mesh)
+        )
+        t0 = time.perf_counter()
+        step = loop.compile_step(task, mesh, sharding).lower(state, batch_arr).compile()
+        compile_s = time.perf_counter() - t0
+
+        def timed(step_numbers):
+            nonlocal state
+            jax.block_until_ready(state)
+            t = time.perf_counter()
+            for k in step_numbers:
+                state, metrics = step(dict(state, step=jnp.asarray(k, jnp.int32)), batch_arr)
+            jax.block_until_ready(metrics)
+            return (time.perf_counter() - t) / len(step_numbers)
+
+        timed([1])  # warm-up
+        plain = timed([1] * iters)
+        regs = timed([0] * max(iters // 2, 1))
+        cycle = timed(range(16)) if iters >= 4 else (plain * 12 + regs * 4) / 16
+        # FLOPs of the regulariser-free step: the same step compiled without regularisers.
+        c.train.r1_gamma, c.train.pl_weight = 0.0, 0.0
+        plain_task = trainer.make_task(c)
+        lowered = jax.jit(plain_task.train_step).lower(state, batch_arr)
+        flops = (lowered.compile().cost_analysis() or {}).get("flops", float("nan"))
+        rows.append((name, compile_s, plain, regs, cycle, flops))
+    device = jax.devices()[0]
+    print(
+        f"StyleGAN2 train step, global batch {batch}, float32, {jax.device_count()} x "
+        f"{device.platform} ({device.device_kind})"
+    )
+    header = (
+        "setting",
+        "compile s",
+        "no-reg img/s",
+        "R1+PL img/s",
+        "16-step img/s",
+        "GFLOP/step",
+        "GFLOP/s",
+    )
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("-" * (len(h) + 2) for h in header) + "|")
+    for name, compile_s, plain, regs, cycle, flops in rows:
+        cells = (
+            name,
+            f"{compile_s:.1f}",
+            f"{batch / plain:.1f}",
+            f"{batch / regs:.1f}",
+            f"{batch / cycle:.1f}",
+            f"{flops / 1e9:.1f}",
+            f"{flops / plain / 1e9:.1f}",
+        )
+        print("| " + " | ".join(c.rjust(len(h)) for c, h in zip(cells, header)) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("suite", choices=["models", "data"])
+    parser.add_argument("suite", choices=["models", "stylegan2", "data"])
+    parser.add_argument("--only", choices=["tiny64", "f256"], help="stylegan2: one setting")
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--iters", type=int, default=10)
     args = parser.parse_args()
     if args.suite == "models":
         bench_models(args.resolution, args.batch, args.iters)
+    elif args.suite == "stylegan2":
+        bench_train(args.batch, args.iters, args.only)
     else:
         from stylejax.data import benchmark
 

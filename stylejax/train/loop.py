@@ -285,8 +285,9 @@ def run(task: Task, config, workdir, data: Iterator, tf_iterator=None, mesh=None
             summary = log.add(step, metrics)
             if summary is not None:
                 history.append((step, summary))
-                elapsed = time.perf_counter() - t0
-                rate = (step - step_start) * task.global_batch_size / max(elapsed, 1e-9)
+                now = time.perf_counter()  # images/s over the last logging interval
+                rate = (step - step_start) * task.global_batch_size / max(now - t0, 1e-9)
+                t0, step_start = now, step
                 writer.write_scalars(step, {"images_per_sec": rate})
                 logging.info(
                     "step %d/%d: %s, %.1f img/s",

@@ -283,7 +283,7 @@ def make_data(config):
         keys=("image",),
         flip=d.flip,
         shuffle_buffer=d.shuffle_buffer,
-        directory=d.directory or None,
+        data_dir=d.directory or None,
     )
     tf_iterator = iter(ds)
 
