@@ -1,5 +1,5 @@
 """Helpers shared by the TFDS builders: a worker pool, PNG encoding, image reading and the
-corrupt-file policy. No TensorFlow here, so forked build workers stay light."""
+corrupt-file policy. No TensorFlow here: build workers run only numpy and PIL."""
 
 import io
 import logging
@@ -26,9 +26,9 @@ def map_in_workers(fn, items, num_workers):
     yield from map(fn, items)
     return
   # fork, not spawn/forkserver: those re-run the user's main script in every worker (a
-  # script without a __main__ guard would build recursively). The workers touch only
-  # numpy, PIL and pickle, never JAX's or TensorFlow's threads, so the warning JAX gives
-  # about forking a multithreaded process does not apply to them.
+  # script without a __main__ guard would build recursively). JAX warns about forking a
+  # multithreaded process because a child that used JAX could deadlock; these workers
+  # never call JAX or TensorFlow, only numpy, PIL and pickle.
   with multiprocessing.get_context("fork").Pool(num_workers) as pool:
     yield from pool.imap(fn, items, chunksize=8)
 
