@@ -73,20 +73,21 @@ def get_config(variant: str = ""):
     c.train.ema_rampup = 0.05
 
     if variant == "synthetic64":
+        # Sized for a CPU budget (about 0.5 s/step on 2 cores): 32 channels at every
+        # resolution, no path-length regulariser, stylegan2-ada's "auto" γ and EMA rules.
         c.data.name = "synthetic_faces/64"
         c.data.shuffle_buffer = 5000
         c.model.resolution = 64
-        c.model.z_dim = c.model.w_dim = 128
-        c.model.mapping_layers = 4
-        c.model.channel_base = 8192
-        c.model.channel_max = 128
-        c.batch_size = 32
-        c.num_steps = 20_000
-        c.train.r1_gamma = 0.2
-        c.train.ema_kimg = 5.0
+        c.model.channel_base = 2048
+        c.model.channel_max = 32
+        c.batch_size = 8
+        c.num_steps = 6000
+        c.train.r1_gamma = 0.0002 * 64**2 / 8
+        c.train.pl_weight = 0.0
+        c.train.ema_kimg = 8 * 10 / 32
         c.log_every = 100
-        c.checkpoint_every = 1000
-        c.sample_every = 1000
+        c.checkpoint_every = 500
+        c.sample_every = 500
         c.num_samples = 36
     elif variant in ("ffhq256", "ffhq1024"):
         res = int(variant[4:])

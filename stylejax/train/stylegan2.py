@@ -28,18 +28,26 @@ from stylejax.models import stylegan2 as sg
 from stylejax.train import loop
 
 
+def generator_kwargs(config) -> dict[str, Any]:
+    """Generator constructor arguments (JSON-friendly: also the exported model config)."""
+    m = config.model
+    return dict(
+        z_dim=m.z_dim,
+        w_dim=m.w_dim,
+        img_resolution=m.resolution,
+        channels=list(sg.channels_from_base(m.resolution, m.channel_base, m.channel_max)),
+        mapping_layers=m.mapping_layers,
+        architecture=m.g_architecture,
+        conv_clamp=m.conv_clamp,
+    )
+
+
 def build_models(config) -> tuple[sg.Generator, sg.Discriminator]:
     m = config.model
     channels = sg.channels_from_base(m.resolution, m.channel_base, m.channel_max)
     dtype = jnp.dtype(m.dtype)
     G = sg.Generator(
-        z_dim=m.z_dim,
-        w_dim=m.w_dim,
-        img_resolution=m.resolution,
-        channels=channels,
-        mapping_layers=m.mapping_layers,
-        architecture=m.g_architecture,
-        conv_clamp=m.conv_clamp,
+        **dict(generator_kwargs(config), channels=channels),
         fused_modconv=m.fused_modconv,
         dtype=dtype,
     )
@@ -307,3 +315,27 @@ def train_and_evaluate(config, workdir):
         config.batch_size,
     )
     return loop.run(task, config, workdir, data, tf_iterator)
+
+
+def export_generator(config, workdir, out_dir, step=None, overwrite=False) -> dict:
+    """Writes the EMA generator of a training run's checkpoint (latest, or `step`) as a
+    converted-style checkpoint (config.json + orbax variables) for `load_pretrained`."""
+    from stylejax.convert import save_converted
+
+    task = make_task(config)
+    abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
+    ckpt = loop.Checkpointer(workdir, every_steps=1, keep=None, async_save=False)
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"{workdir}: no training checkpoint to export")
+    state = ckpt.restore(abstract, None, step)
+    ckpt.close()
+    meta = {
+        "family": "stylegan2",
+        "format": "stylejax-train",
+        "source": f"{workdir} step {step} ({config.variant or 'default'} variant, "
+        f"{step * config.batch_size} images)",
+        "networks": {"g_ema": {"kind": "generator", "config": generator_kwargs(config)}},
+    }
+    save_converted(out_dir, {"g_ema": state["g_ema"]}, meta, overwrite=overwrite)
+    return meta
