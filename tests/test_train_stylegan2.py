@@ -300,3 +300,21 @@ def test_configs_and_entry_point_errors():
         env=env,
     )
     assert run.returncode != 0 and "config.method='gan3': unknown method" in run.stderr
+
+
+def test_bfloat16_compute_trains_with_float32_parameters():
+    config = tiny_config(**{"model.dtype": "bfloat16"})
+    task = trainer.make_task(config)
+    state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+    step = jax.jit(task.train_step)
+    batch = {"image": jnp.asarray(real_images()[:BATCH])}
+    for k in (0, 1):
+        state, metrics = step(at_step(state, k), batch)
+        assert all(
+            np.isfinite(np.asarray(v[0] if isinstance(v, tuple) else v)).all()
+            for v in metrics.values()
+        )
+    assert {x.dtype for x in jax.tree_util.tree_leaves(state["g"]["params"])} == {np.dtype("float32")}
+    G, _ = trainer.build_models(config)
+    img = G.apply(state["g_ema"], jnp.ones((2, 16)), noise_mode="const")
+    assert img.dtype == jnp.float32 and img.shape == (2, RES, RES, 3)
