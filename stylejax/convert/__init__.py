@@ -4,6 +4,9 @@ from stylejax.convert import convert_stylegan2, load_pretrained
 convert_stylegan2("stylegan2-ffhq-config-f.pkl", "ffhq_f")   # once
 G, variables = load_pretrained("ffhq_f")                      # G_ema by default
 img = G.apply(variables, z, truncation_psi=0.7, noise_mode="const")  # NHWC in [-1, 1]
+
+convert("psp_ffhq_encode.pt", "psp_ffhq")                     # any supported format
+psp, variables = load_pretrained("psp_ffhq")                  # stylejax.models.encoders.PSP
 """
 
 import json
@@ -15,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from stylejax.convert import stylegan2
+from stylejax.convert import psp, readers, stylegan2
 from stylejax.convert.readers import CheckpointError
 
 CONFIG_FILE = "config.json"
@@ -23,18 +26,59 @@ VARIABLES_DIR = "variables"
 NETWORK_NAMES = ("g_ema", "g", "d")
 
 
+def convert(
+    src: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    which: str = "g_ema",
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Converts any supported file (format detected from its contents); `which` picks the
+    StyleGAN2 network and is ignored by single-network formats (pSp, ArcFace)."""
+    obj = readers.load_checkpoint(src)
+    fmt = psp.detect_format(obj)
+    if fmt == "psp":
+        return convert_psp(src, out_dir, overwrite, obj=obj)
+    if fmt == "arcface":
+        return convert_arcface(src, out_dir, overwrite, obj=obj)
+    return convert_stylegan2(src, out_dir, which, overwrite, obj=obj)
+
+
+def convert_psp(src, out_dir, overwrite: bool = False, obj=None) -> dict[str, Any]:
+    """pSp checkpoint → one network 'psp' (encoder + decoder + latent_avg)."""
+    config, variables = psp.read_psp(str(src), obj)
+    return _save_single(src, out_dir, "psp", config, variables, overwrite)
+
+
+def convert_arcface(src, out_dir, overwrite: bool = False, obj=None) -> dict[str, Any]:
+    """IR-SE ArcFace state dict (model_ir_se50.pth) → one network 'arcface'."""
+    config, variables = psp.read_arcface(str(src), obj)
+    return _save_single(src, out_dir, "arcface", config, variables, overwrite)
+
+
+def _save_single(src, out_dir, family, config, variables, overwrite):
+    meta = {
+        "family": family,
+        "format": family,
+        "source": os.path.abspath(str(src)),
+        "networks": {family: {"kind": family, "config": config}},
+    }
+    save_converted(out_dir, {family: variables}, meta, overwrite=overwrite)
+    return meta
+
+
 def convert_stylegan2(
     src: str | os.PathLike,
     out_dir: str | os.PathLike,
     which: str = "g_ema",
     overwrite: bool = False,
+    obj=None,
 ) -> dict[str, Any]:
     """Converts a rosinality / stylegan2-ada / TF StyleGAN2 file; returns the written config."""
     src = str(src)
     wanted = NETWORK_NAMES if which == "all" else (which,)
     if any(w not in NETWORK_NAMES for w in wanted):
         raise ValueError(f"--which must be one of {NETWORK_NAMES + ('all',)}, got {which!r}")
-    nets = stylegan2.read_networks(src)
+    nets = stylegan2.read_networks(src, obj)
     networks, variables = {}, {}
     for name in wanted:
         if nets.get(name) is None:
@@ -103,23 +147,29 @@ def read_config(path) -> dict:
     return json.loads(config_file.read_text())
 
 
-def load_pretrained(path, which: str = "g_ema"):
-    """Loads a converted checkpoint: returns (flax module, variables) for network `which`."""
+_BUILDERS = {
+    "generator": stylegan2.build_generator,
+    "discriminator": stylegan2.build_discriminator,
+    "psp": psp.build_psp,
+    "arcface": psp.build_arcface,
+}
+
+
+def load_pretrained(path, which: str | None = None):
+    """Loads a converted checkpoint: returns (flax module, variables) for network `which`
+    (default: g_ema for StyleGAN2 files, the only network otherwise)."""
     import orbax.checkpoint as ocp
 
     path = Path(path).absolute()
     meta = read_config(path)
+    if which is None:
+        which = "g_ema" if "g_ema" in meta["networks"] else next(iter(meta["networks"]))
     if which not in meta["networks"]:
         raise CheckpointError(
             f"{path}: has no '{which}' network; it holds "
             f"{sorted(meta['networks'])} (convert with --which all)"
         )
     net = meta["networks"][which]
-    build = (
-        stylegan2.build_discriminator
-        if net["kind"] == "discriminator"
-        else stylegan2.build_generator
-    )
-    module = build(net["config"])
+    module = _BUILDERS[net["kind"]](net["config"])
     restored = ocp.StandardCheckpointer().restore(path / VARIABLES_DIR)
     return module, restored[which]

@@ -289,7 +289,9 @@ def ada_to_flax(sd: dict[str, np.ndarray]) -> dict:
     return {"params": params, "buffers": buffers}
 
 
-def check_against_model(tree: dict, expected: dict, source: str, what: str):
+def check_against_model(
+    tree: dict, expected: dict, source: str, what: str, layout: str = "StyleGAN2"
+):
     """Raises CheckpointError listing missing, unexpected or mis-shaped entries."""
     import jax
 
@@ -318,7 +320,7 @@ def check_against_model(tree: dict, expected: dict, source: str, what: str):
             )
     if problems:
         raise CheckpointError(
-            f"{source}: the {what} does not match the StyleGAN2 layout: " + "; ".join(problems[:6])
+            f"{source}: the {what} does not match the {layout} layout: " + "; ".join(problems[:6])
         )
     return missing_ok
 
@@ -345,12 +347,13 @@ def detect_format(obj) -> str:
     return "unknown"
 
 
-def read_networks(path: str) -> dict[str, Any]:
-    """Loads a StyleGAN2 file of any supported format into ada-named state dicts.
+def read_networks(path: str, obj=None) -> dict[str, Any]:
+    """Loads a StyleGAN2 file of any supported format into ada-named state dicts
+    (`obj`: the file's already loaded contents, to avoid reading it twice).
 
     Returns {'format', 'g_ema', 'g', 'd' (state dicts or None), 'g_config', 'd_config'}.
     """
-    obj = readers.load_checkpoint(path)
+    obj = readers.load_checkpoint(path) if obj is None else obj
     fmt = detect_format(obj)
     nets: dict[str, Any] = {"format": fmt}
     try:

@@ -221,3 +221,63 @@ def minibatch_stddev(x, group_size: int | None = 4, num_channels: int = 1, eps: 
 
 def normalize_2nd_moment(x, axis=-1, eps=1e-8):
     return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=axis, keepdims=True) + eps)
+
+
+# ---------------------------------------------------------------------------------------
+# PyTorch resampling rules the pSp family depends on (NHWC). Both are written as gathers
+# and element-wise weights rather than matmuls, so no backend lowers their precision.
+
+
+def _align_corners_taps(in_size: int, out_size: int):
+    """Source indices and weights of F.interpolate(bilinear, align_corners=True) on one axis."""
+    scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    src = np.arange(out_size, dtype=np.float64) * scale
+    lo = np.minimum(np.floor(src).astype(np.int32), in_size - 1)
+    hi = np.minimum(lo + 1, in_size - 1)
+    return lo, hi, (src - lo).astype(np.float32)
+
+
+def resize_bilinear_align_corners(x, size):
+    """Bilinear resize of an NHWC batch to `size` (h, w) with align_corners=True: the corner
+    pixels of input and output coincide (jax.image.resize uses half-pixel centres)."""
+    out_h, out_w = (size, size) if isinstance(size, int) else size
+    for axis, out_size in ((1, out_h), (2, out_w)):
+        lo, hi, frac = _align_corners_taps(x.shape[axis], out_size)
+        shape = [1, 1, 1, 1]
+        shape[axis] = out_size
+        frac = jnp.asarray(frac, x.dtype).reshape(shape)
+        x = jnp.take(x, lo, axis=axis) * (1 - frac) + jnp.take(x, hi, axis=axis) * frac
+    return x
+
+
+def _adaptive_windows(in_size: int, out_size: int):
+    """Index table [out, k] and weights of PyTorch's adaptive pooling windows
+    [floor(i·in/out), ceil((i+1)·in/out)) on one axis; short windows are padded with weight 0."""
+    starts = [(i * in_size) // out_size for i in range(out_size)]
+    ends = [-((-(i + 1) * in_size) // out_size) for i in range(out_size)]
+    k = max(e - s for s, e in zip(starts, ends))
+    index = np.zeros((out_size, k), np.int32)
+    weight = np.zeros((out_size, k), np.float32)
+    for i, (s, e) in enumerate(zip(starts, ends)):
+        index[i, : e - s] = np.arange(s, e)
+        weight[i, : e - s] = 1.0 / (e - s)
+    return index, weight
+
+
+def adaptive_avg_pool2d(x, out_size):
+    """nn.AdaptiveAvgPool2d on an NHWC batch. Windows overlap when the sizes don't divide
+    (188 → 112 in the ArcFace ID loss), so this is neither a resize nor a strided pool."""
+    out_h, out_w = (out_size, out_size) if isinstance(out_size, int) else out_size
+    for axis, size in ((1, out_h), (2, out_w)):
+        if x.shape[axis] == size:
+            continue
+        index, weight = _adaptive_windows(x.shape[axis], size)
+        gathered = jnp.take(x, index.reshape(-1), axis=axis)  # axis becomes out·k
+        shape = list(x.shape)
+        shape[axis : axis + 1] = list(index.shape)
+        wshape = [1] * len(shape)
+        wshape[axis : axis + 2] = list(weight.shape)
+        x = jnp.sum(
+            gathered.reshape(shape) * jnp.asarray(weight, x.dtype).reshape(wshape), axis + 1
+        )
+    return x
