@@ -21,11 +21,44 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def maybe_initialize_distributed():
-    """Multi-process runs (TPU pods, SLURM, launch/local.py) set the coordinator through
-    the environment; jax.distributed.initialize reads it. Single-process runs skip this."""
-    if os.environ.get("STYLEJAX_DISTRIBUTED") or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+# Environment a multi-process launch sets (launch/local.py, launch/slurm.sbatch): the
+# coordinator's host:port, the number of processes and this process's rank.
+COORDINATOR_ENV = "STYLEJAX_COORDINATOR_ADDRESS"
+NUM_PROCESSES_ENV = "STYLEJAX_NUM_PROCESSES"
+PROCESS_ID_ENV = "STYLEJAX_PROCESS_ID"
+# Or STYLEJAX_DISTRIBUTED=1 (launch/tpu_pod.sh): JAX detects all three itself (TPU pod
+# metadata, SLURM, Open MPI, Kubernetes).
+AUTO_DETECT_ENV = "STYLEJAX_DISTRIBUTED"
+
+
+def maybe_initialize_distributed(environ=os.environ) -> bool:
+    """Joins a multi-process run when the environment describes one; returns whether it did.
+    Single-process runs (none of the variables set) never call jax.distributed.initialize."""
+    coordinator = environ.get(COORDINATOR_ENV)
+    auto = environ.get(AUTO_DETECT_ENV, "").strip().lower()
+    if auto not in ("", "0", "false", "1", "true"):
+        raise ValueError(f"{AUTO_DETECT_ENV}={auto!r}: expected 1/true or 0/false")
+    if not coordinator and auto not in ("1", "true"):
+        return False
+    # CPU processes exchange collectives through gloo (older JAX had none by default); the
+    # setting only concerns the CPU backend, so it is harmless on TPU and GPU.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if not coordinator:
         jax.distributed.initialize()
+        return True
+    missing = [name for name in (NUM_PROCESSES_ENV, PROCESS_ID_ENV) if name not in environ]
+    if missing:
+        raise ValueError(
+            f"{COORDINATOR_ENV}={coordinator!r} is set but {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not; a launcher sets all three "
+            f"(see launch/README.md)"
+        )
+    jax.distributed.initialize(
+        coordinator_address=coordinator,
+        num_processes=int(environ[NUM_PROCESSES_ENV]),
+        process_id=int(environ[PROCESS_ID_ENV]),
+    )
+    return True
 
 
 def main(argv):
