@@ -1,14 +1,17 @@
-"""Imports official StyleGAN2 checkpoints into stylejax (orbax checkpoint + config.json).
+"""Imports official checkpoints into stylejax (orbax checkpoint + config.json).
 
   python tools/convert_weights.py stylegan2-ffhq-config-f.pkl ffhq_f            # TF pickle
   python tools/convert_weights.py ffhq.pkl ffhq_ada --which all                 # ada-pytorch
   python tools/convert_weights.py 550000.pt ffhq_ros --which g_ema              # rosinality
+  python tools/convert_weights.py psp_ffhq_encode.pt psp_ffhq                   # pSp
+  python tools/convert_weights.py model_ir_se50.pth arcface                     # ArcFace (ID loss)
 
 The format and every architecture hyper-parameter are detected from the file. Neither
 torch nor tensorflow is needed, and the file is read with a restricted unpickler: a
 checkpoint that references anything but tensors and the known containers is refused.
 With --ref REF.npz (arrays named as in the reference-output fixtures: z, img_z / ws,
-img_const …) the converted model is checked against the original's outputs.
+img_const …; x, codes, img for pSp) the converted model is checked against the original's
+outputs.
 """
 
 import argparse
@@ -20,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from stylejax.convert import convert_stylegan2, load_pretrained  # noqa: E402
+from stylejax.convert import convert, load_pretrained  # noqa: E402
 from stylejax.convert.readers import CheckpointError  # noqa: E402
 
 
@@ -30,6 +33,15 @@ def summarize(out_dir, meta):
         module, variables = load_pretrained(out_dir, name)
         n = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(variables["params"]))
         cfg = net["config"]
+        if net["kind"] == "psp":
+            lines.append(
+                f"  {name}: {cfg['encoder_type']} ({cfg['encoder']}, {cfg['input_nc']} input "
+                f"channels) + {cfg['decoder']['img_resolution']} px decoder, {n:,} parameters"
+            )
+            continue
+        if net["kind"] == "arcface":
+            lines.append(f"  {name}: IR-SE ArcFace {cfg}, {n:,} parameters")
+            continue
         lines.append(
             f"  {name:6s} {net['kind']:13s} {cfg['img_resolution']} px, "
             f"channels {cfg['channels']}, {n:,} trainable parameters"
@@ -38,22 +50,27 @@ def summarize(out_dir, meta):
 
 
 def check_reference(out_dir, ref_path):
-    """Compares the converted G_ema with reference outputs; returns the worst relative error."""
+    """Compares the converted G_ema (or pSp) with reference outputs; returns the worst
+    relative error."""
     ref = np.load(ref_path)
-    G, variables = load_pretrained(out_dir, "g_ema")
+    G, variables = load_pretrained(out_dir)
     c = ref["c"] if "c" in ref else None
     checks = []
-    if "ws" in ref and "img_const" in ref:  # stylegan2-ada fixtures
+    if "x" in ref and "codes" in ref:  # pSp fixtures: NCHW input, codes and images
+        img, codes = G.apply(variables, ref["x"].transpose(0, 2, 3, 1), return_latents=True)
+        checks += [("codes", codes), ("img", img)]
+    elif "ws" in ref and "img_const" in ref:  # stylegan2-ada fixtures
         checks.append(
             ("img_const", G.apply(variables, ref["ws"], input_space="w+", noise_mode="const"))
         )
     if "z" in ref and "img_z" in ref:  # rosinality fixtures
         checks.append(("img_z", G.apply(variables, ref["z"], c, noise_mode="const")))
     if not checks:
-        raise SystemExit(f"{ref_path}: expected arrays ws+img_const or z+img_z")
+        raise SystemExit(f"{ref_path}: expected arrays ws+img_const, z+img_z or x+codes+img")
     worst = 0.0
     for key, got in checks:
-        got = np.asarray(got).transpose(0, 3, 1, 2)
+        got = np.asarray(got)
+        got = got.transpose(0, 3, 1, 2) if got.ndim == 4 else got  # images NHWC → NCHW
         rel = np.linalg.norm(got - ref[key]) / np.linalg.norm(ref[key])
         print(f"  {key}: relative error {rel:.2e}, max-abs {np.abs(got - ref[key]).max():.2e}")
         worst = max(worst, rel)
@@ -64,14 +81,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("src", help="rosinality .pt, stylegan2-ada-pytorch .pkl or TF .pkl")
+    parser.add_argument(
+        "src",
+        help="rosinality .pt, stylegan2-ada-pytorch .pkl, TF .pkl, pSp .pt or ArcFace .pth",
+    )
     parser.add_argument("out_dir", help="output directory (written atomically)")
     parser.add_argument("--which", default="g_ema", choices=["g_ema", "g", "d", "all"])
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--ref", help="reference outputs .npz to check parity against")
     args = parser.parse_args(argv)
     try:
-        meta = convert_stylegan2(args.src, args.out_dir, args.which, args.overwrite)
+        meta = convert(args.src, args.out_dir, args.which, args.overwrite)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     print(summarize(args.out_dir, meta))

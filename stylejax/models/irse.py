@@ -7,7 +7,6 @@ rename table (`stylejax/convert/psp.py`). Layout NHWC; BatchNorm statistics live
 `batch_stats` collection and are used (eval mode) unless `train=True`.
 """
 
-
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -68,6 +67,11 @@ class SEModule(nn.Module):
     @nn.compact
     def __call__(self, x):
         channels = x.shape[-1]
+        if channels < self.reduction:
+            raise ValueError(
+                f"SE blocks need at least {self.reduction} channels, got {channels} "
+                f"(base_width must be >= {self.reduction} in 'ir_se' mode)"
+            )
         s = jnp.mean(x, axis=(1, 2), keepdims=True)
         s = nn.relu(conv(channels // self.reduction, 1, name="fc1")(s))
         s = nn.sigmoid(conv(channels, 1, name="fc2")(s))

@@ -1,0 +1,345 @@
+"""pSp import and models: parity with the psp_s32 fixture, the ArcFace ID network on a
+random checkpoint in the official key layout, BatchNorm semantics, converter errors, and
+the IntoW / IntoW+ ablations."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import assert_close, fixture_file, nchw
+from torch_writers import save_torch_zip
+
+from stylejax.convert import convert, load_pretrained
+from stylejax.convert import psp as psp_convert
+from stylejax.convert.readers import CheckpointError, load_checkpoint
+from stylejax.models import encoders, irse
+from stylejax.models import stylegan2 as sg
+
+# --------------------------------------------------------------------------- fixture parity
+
+
+@pytest.fixture(scope="module")
+def psp_s32(tmp_path_factory):
+    src = fixture_file("psp_s32.pt")
+    ref = dict(np.load(fixture_file("psp_s32_ref.npz")))
+    out = tmp_path_factory.mktemp("psp") / "psp_s32"
+    meta = convert(src, out)
+    model, variables = load_pretrained(out)
+    run = jax.jit(lambda v, x: model.apply(v, x, return_latents=True))
+    img, codes = run(variables, ref["x"].transpose(0, 2, 3, 1))
+    return {
+        "out": out,
+        "meta": meta,
+        "model": model,
+        "variables": variables,
+        "run": run,
+        "ref": ref,
+        "img": np.asarray(img),
+        "codes": np.asarray(codes),
+    }
+
+
+def test_psp_codes_and_images_match_the_reference(psp_s32):
+    ref = psp_s32["ref"]
+    assert_close(psp_s32["codes"], ref["codes"], rel=1e-5, max_abs=1e-3, what="codes")
+    assert_close(nchw(psp_s32["img"]), ref["img"], rel=1e-5, max_abs=1e-3, what="images")
+
+
+def test_psp_config_and_latent_avg(psp_s32):
+    meta = json.loads((psp_s32["out"] / "config.json").read_text())
+    assert meta["family"] == "psp" and meta == psp_s32["meta"]
+    config = meta["networks"]["psp"]["config"]
+    assert config["encoder_type"] == "GradualStyleEncoder"
+    assert config["encoder"] == {
+        "num_layers": 50,
+        "mode": "ir_se",
+        "base_width": 16,
+        "n_styles": 8,
+        "style_dim": 64,
+    }
+    assert config["input_nc"] == 3 and config["start_from_latent_avg"] is True
+    assert config["decoder"]["img_resolution"] == 32 and config["decoder"]["w_dim"] == 64
+    buffers = psp_s32["variables"]["buffers"]
+    np.testing.assert_array_equal(buffers["latent_avg"], psp_s32["ref"]["latent_avg"])
+    # The decoder's truncation centre is pSp's latent average.
+    np.testing.assert_array_equal(buffers["decoder"]["mapping"]["w_avg"], buffers["latent_avg"][0])
+    # The stored noise buffers travelled with the decoder (parity depends on them).
+    noise = buffers["decoder"]["synthesis"]["b32"]["conv1"]["noise_const"]
+    assert noise.shape == (32, 32) and np.abs(noise).max() > 0
+
+
+def test_encoder_is_in_eval_mode_by_default(psp_s32):
+    """Running statistics, not batch statistics: a sample's codes don't depend on the rest of
+    the batch, and applying without train=True leaves batch_stats untouched."""
+    x = psp_s32["ref"]["x"].transpose(0, 2, 3, 1)
+    other = np.flip(x[1:], axis=1)  # same shape, different second sample: no recompilation
+    _, codes = psp_s32["run"](psp_s32["variables"], np.concatenate([x[:1], other]))
+    np.testing.assert_allclose(np.asarray(codes)[0], psp_s32["codes"][0], rtol=0, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- BatchNorm
+
+
+def test_batch_norm_eval_uses_running_stats_and_train_updates_them_like_torch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, size=(4, 5, 5, 6)).astype(np.float32)
+    stats = {"mean": rng.normal(size=6), "var": rng.uniform(0.5, 2.0, size=6)}
+    affine = {"scale": rng.normal(size=6), "bias": rng.normal(size=6)}
+    variables = jax.tree.map(
+        lambda a: jnp.asarray(a, jnp.float32), {"params": affine, "batch_stats": stats}
+    )
+    eval_out = irse.batch_norm(False, "bn").apply(variables, x)
+    want = (x - stats["mean"]) / np.sqrt(stats["var"] + 1e-5) * affine["scale"] + affine["bias"]
+    np.testing.assert_allclose(np.asarray(eval_out), want, rtol=1e-5, atol=1e-5)
+
+    train_out, updated = irse.batch_norm(True, "bn").apply(variables, x, mutable=["batch_stats"])
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    want = (x - mean) / np.sqrt(var + 1e-5) * affine["scale"] + affine["bias"]
+    np.testing.assert_allclose(np.asarray(train_out), want, rtol=1e-4, atol=1e-4)
+    # PyTorch momentum 0.1: running = 0.9 · running + 0.1 · batch.
+    np.testing.assert_allclose(
+        updated["batch_stats"]["mean"], 0.9 * stats["mean"] + 0.1 * mean, rtol=1e-5, atol=1e-5
+    )
+
+
+# --------------------------------------------------------------------------- ArcFace
+
+
+def official_irse_state_dict(rng, width=16, in_nc=3, embedding=512, arcface=True):
+    """Random tensors under the TreB1eN / pSp key names and PyTorch shapes (FORMATS §3.3,
+    §5.1), written from the reference's layout rather than from our converter's table."""
+    sd = {}
+
+    def bn(prefix, c):
+        sd[f"{prefix}.weight"] = rng.normal(1.0, 0.1, c)
+        sd[f"{prefix}.bias"] = rng.normal(0.0, 0.1, c)
+        sd[f"{prefix}.running_mean"] = rng.normal(0.0, 0.1, c)
+        sd[f"{prefix}.running_var"] = rng.uniform(0.5, 1.5, c)
+        sd[f"{prefix}.num_batches_tracked"] = np.array(7, np.int64)
+
+    def conv(key, out_c, in_c, k):
+        sd[key] = rng.normal(0.0, (in_c * k * k) ** -0.5, (out_c, in_c, k, k))
+
+    conv("input_layer.0.weight", width, in_nc, 3)
+    bn("input_layer.1", width)
+    sd["input_layer.2.weight"] = rng.uniform(0.1, 0.4, width)
+    for i, (in_c, depth, _) in enumerate(irse.unit_specs(50, width)):
+        unit = f"body.{i}"
+        if in_c != depth:
+            conv(f"{unit}.shortcut_layer.0.weight", depth, in_c, 1)
+            bn(f"{unit}.shortcut_layer.1", depth)
+        bn(f"{unit}.res_layer.0", in_c)
+        conv(f"{unit}.res_layer.1.weight", depth, in_c, 3)
+        sd[f"{unit}.res_layer.2.weight"] = rng.uniform(0.1, 0.4, depth)
+        conv(f"{unit}.res_layer.3.weight", depth, depth, 3)
+        bn(f"{unit}.res_layer.4", depth)
+        conv(f"{unit}.res_layer.5.fc1.weight", depth // 16, depth, 1)
+        conv(f"{unit}.res_layer.5.fc2.weight", depth, depth // 16, 1)
+    if arcface:
+        c = width * 8
+        bn("output_layer.0", c)
+        sd["output_layer.3.weight"] = rng.normal(0.0, (c * 49) ** -0.5, (embedding, c * 49))
+        sd["output_layer.3.bias"] = rng.normal(0.0, 0.1, embedding)
+        bn("output_layer.4", embedding)
+    return {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in sd.items()}
+
+
+@pytest.fixture(scope="module")
+def arcface(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("arcface")
+    sd = official_irse_state_dict(np.random.default_rng(1))
+    src = tmp / "model_ir_se50.pth"
+    save_torch_zip(src, sd)
+    meta = convert(src, tmp / "converted")
+    model, variables = load_pretrained(tmp / "converted")
+    faces = np.random.default_rng(2).uniform(-1, 1, (2, 256, 256, 3)).astype(np.float32)
+
+    @jax.jit
+    def embed(variables, faces):
+        return model.apply(
+            variables,
+            irse.id_crop_and_pool(faces),
+            capture_intermediates=lambda m, _: m.name == "body_23",
+            mutable=["intermediates"],
+        )
+
+    emb, state = embed(variables, faces)
+    body = state["intermediates"]["body_23"]["__call__"][0]
+    return sd, meta, model, np.asarray(emb), np.asarray(body)
+
+
+def test_arcface_config_is_read_from_the_checkpoint(arcface):
+    _, meta, model, _, _ = arcface
+    assert meta["family"] == "arcface"
+    config = meta["networks"]["arcface"]["config"]
+    assert config == {
+        "num_layers": 50,
+        "mode": "ir_se",
+        "base_width": 16,
+        "input_nc": 3,
+        "input_size": 112,
+        "embedding_dim": 512,
+    }
+    assert isinstance(model, irse.Backbone)
+
+
+def test_arcface_embedding_is_unit_norm_and_matches_torch_output_layer(arcface):
+    """The output layer recomputed in numpy in PyTorch's NCHW order with the file's own
+    tensors: BN2d → flatten(C, H, W) → Linear → BN1d → divide by the L2 norm."""
+    sd, _, _, emb, body = arcface
+    assert emb.shape == (2, 512) and body.shape == (2, 7, 7, 128)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+
+    def bn(prefix, x, axis):
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        p = {
+            k: sd[f"{prefix}.{k}"].astype(np.float64).reshape(shape)
+            for k in ("weight", "bias", "running_mean", "running_var")
+        }
+        return (x - p["running_mean"]) / np.sqrt(p["running_var"] + 1e-5) * p["weight"] + p["bias"]
+
+    x = bn("output_layer.0", body.astype(np.float64).transpose(0, 3, 1, 2), axis=1)
+    x = x.reshape(2, -1) @ sd["output_layer.3.weight"].T.astype(np.float64)
+    x = bn("output_layer.4", x + sd["output_layer.3.bias"], axis=1)
+    want = x / np.linalg.norm(x, axis=1, keepdims=True)
+    assert_close(emb, want, rel=1e-5, max_abs=1e-5, what="embedding")
+    # An NHWC flatten against torch's kernel would give something else entirely.
+    wrong = body.reshape(2, -1) @ sd["output_layer.3.weight"].T
+    assert np.abs(np.corrcoef(wrong.ravel(), x.ravel())[0, 1]) < 0.5
+
+
+def test_id_crop_and_pool_crops_rows_35_to_223_and_columns_32_to_220():
+    rows, cols = np.meshgrid(np.arange(256.0), np.arange(256.0), indexing="ij")
+    faces = np.stack([rows, cols], -1)[None].astype(np.float32)
+    pooled = np.asarray(irse.id_crop_and_pool(faces))
+    assert pooled.shape == (1, 112, 112, 2)
+    np.testing.assert_allclose(pooled[0, 0, 0], [35.5, 32.5])  # window rows 35–36, cols 32–33
+    np.testing.assert_allclose(pooled[0, -1, -1], [221.5, 218.5])  # rows 221–222, cols 218–219
+    with pytest.raises(ValueError, match="id_crop_and_pool"):
+        irse.Backbone(base_width=16).init(jax.random.PRNGKey(0), jnp.zeros((1, 256, 256, 3)))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.fixture(scope="module")
+def psp_checkpoint():
+    return load_checkpoint(fixture_file("psp_s32.pt"))
+
+
+def _edited(ckpt, drop=(), replace=None, **top):
+    state = {k: v for k, v in ckpt["state_dict"].items() if k not in drop}
+    state.update(replace or {})
+    return {**ckpt, "state_dict": state, **top}
+
+
+def test_a_stylegan2_file_is_not_a_psp_checkpoint():
+    src = fixture_file("rosinality_s32.pt")
+    with pytest.raises(CheckpointError) as e:
+        psp_convert.read_psp(str(src))
+    message = str(e.value)
+    assert str(src) in message and "encoder.*" in message and "found a dict with keys" in message
+    with pytest.raises(CheckpointError, match="not an IR-SE ArcFace state dict"):
+        psp_convert.read_arcface(str(src))
+
+
+def test_missing_misshaped_and_unexpected_tensors_are_named(psp_checkpoint):
+    name = "psp.pt"
+    bad = _edited(psp_checkpoint, drop=["encoder.body.5.res_layer.4.running_var"])
+    with pytest.raises(CheckpointError, match=r"missing 1 tensors.*body_5/res_layer/bn2/var"):
+        psp_convert.read_psp(name, bad)
+    bad = _edited(psp_checkpoint, replace={"encoder.latlayer2.weight": np.zeros((128, 16, 1, 1))})
+    with pytest.raises(CheckpointError, match=r"latlayer2/kernel: file gives \(1, 1, 16, 128\)"):
+        psp_convert.read_psp(name, bad)
+    bad = _edited(psp_checkpoint, replace={"encoder.extra.weight": np.zeros(3)})
+    with pytest.raises(CheckpointError, match=r"unexpected 1 tensors.*extra"):
+        psp_convert.read_psp(name, bad)
+
+
+def test_inconsistent_opts_and_latent_avg_are_refused(psp_checkpoint):
+    opts = {**psp_checkpoint["opts"], "encoder_type": "BackboneEncoderUsingLastLayerIntoW"}
+    with pytest.raises(CheckpointError, match="opts say encoder_type"):
+        psp_convert.read_psp("psp.pt", _edited(psp_checkpoint, opts=opts))
+    with pytest.raises(
+        CheckpointError, match=r"latent_avg has shape \(3, 64\); expected \[8, 64\]"
+    ):
+        psp_convert.read_psp("psp.pt", _edited(psp_checkpoint, latent_avg=np.zeros((3, 64))))
+    with pytest.raises(CheckpointError, match="has no 'latent_avg'"):
+        psp_convert.read_psp("psp.pt", _edited(psp_checkpoint, latent_avg=None))
+
+
+# --------------------------------------------------------------------------- ablations
+
+
+def random_variables(shapes, seed=0):
+    """Variables for the shapes of `init`, filled on the host: compiling the init of a
+    50-layer trunk takes longer on the CPU than the whole test should."""
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name = path[-1].key
+        if name in ("scale", "var"):
+            return np.ones(leaf.shape, np.float32)
+        fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 100
+        return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+SMALL_DECODER = {
+    "z_dim": 32,
+    "w_dim": 32,
+    "img_resolution": 16,
+    "channels": (32, 32, 32),
+    "mapping_layers": 2,
+}
+
+
+@pytest.mark.parametrize(
+    "encoder_type, input_nc",
+    [
+        ("BackboneEncoderUsingLastLayerIntoW", 1),
+        ("BackboneEncoderUsingLastLayerIntoWPlus", 19),
+        ("GradualStyleEncoder", 3),
+    ],
+)
+def test_encoders_build_and_give_codes_of_the_right_shape(encoder_type, input_nc):
+    decoder = sg.Generator(**SMALL_DECODER)
+    encoder = encoders.build_encoder(
+        encoder_type, n_styles=decoder.num_ws, style_dim=32, base_width=16
+    )
+    model = encoders.PSP(encoder, decoder)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 64, 64, input_nc))
+    variables = random_variables(jax.eval_shape(model.init, jax.random.PRNGKey(1), x))
+    latent_avg = jax.random.normal(jax.random.PRNGKey(2), (decoder.num_ws, 32))
+    variables["buffers"]["latent_avg"] = latent_avg
+
+    @jax.jit
+    def run(variables, x):
+        raw = encoder.apply(
+            {
+                "params": variables["params"]["encoder"],
+                "batch_stats": variables["batch_stats"]["encoder"],
+            },
+            x,
+        )
+        img, codes = model.apply(variables, x, return_latents=True)
+        return raw, img, codes
+
+    raw, img, codes = run(variables, x)
+    w_only = encoder_type.endswith("IntoW")
+    assert codes.shape == ((2, 32) if w_only else (2, decoder.num_ws, 32))
+    assert img.shape == (2, 16, 16, 3) and np.isfinite(np.asarray(img)).all()
+    np.testing.assert_allclose(
+        codes - raw,
+        np.broadcast_to(latent_avg[0] if w_only else latent_avg, codes.shape),
+        atol=1e-5,
+    )
+
+
+def test_unknown_encoder_type_is_refused():
+    with pytest.raises(ValueError, match="encoder_type must be one of"):
+        encoders.build_encoder("ResNetBackboneEncoder")
