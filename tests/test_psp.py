@@ -343,3 +343,19 @@ def test_encoders_build_and_give_codes_of_the_right_shape(encoder_type, input_nc
 def test_unknown_encoder_type_is_refused():
     with pytest.raises(ValueError, match="encoder_type must be one of"):
         encoders.build_encoder("ResNetBackboneEncoder")
+
+
+def test_full_size_models_have_the_official_parameter_counts():
+    """Config-f shapes without computing anything: the totals FORMATS.md derives from the
+    official layer tables (torch also counts one num_batches_tracked per BatchNorm)."""
+
+    def count(model, x):
+        shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+        params = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes["params"]))
+        n_bn = len(jax.tree.leaves(shapes["batch_stats"])) // 2
+        return params, len(jax.tree.leaves(shapes)) + n_bn
+
+    faces = jnp.zeros((1, 256, 256, 3))
+    assert count(encoders.GradualStyleEncoder(n_styles=18), faces) == (267_136_704, 621)
+    assert count(encoders.GradualStyleEncoder(n_styles=14), faces)[0] == 209_450_688
+    assert count(irse.Backbone(), jnp.zeros((1, 112, 112, 3))) == (43_797_696, 397)
