@@ -2,7 +2,9 @@
 random checkpoint in the official key layout, BatchNorm semantics, converter errors, and
 the IntoW / IntoW+ ablations."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +70,19 @@ def test_psp_config_and_latent_avg(psp_s32):
     # The stored noise buffers travelled with the decoder (parity depends on them).
     noise = buffers["decoder"]["synthesis"]["b32"]["conv1"]["noise_const"]
     assert noise.shape == (32, 32) and np.abs(noise).max() > 0
+
+
+def test_convert_weights_tool_detects_psp_and_checks_parity(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "convert_weights", Path(__file__).parents[1] / "tools" / "convert_weights.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    src, ref = fixture_file("psp_s32.pt"), fixture_file("psp_s32_ref.npz")
+    tool.main([str(src), str(tmp_path / "o"), "--ref", str(ref)])
+    printed = capsys.readouterr().out
+    assert "converted psp checkpoint" in printed and "GradualStyleEncoder" in printed
+    assert "codes: relative error" in printed and "parity check passed" in printed
 
 
 def test_encoder_is_in_eval_mode_by_default(psp_s32):

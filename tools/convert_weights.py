@@ -57,7 +57,8 @@ def check_reference(out_dir, ref_path):
     c = ref["c"] if "c" in ref else None
     checks = []
     if "x" in ref and "codes" in ref:  # pSp fixtures: NCHW input, codes and images
-        img, codes = G.apply(variables, ref["x"].transpose(0, 2, 3, 1), return_latents=True)
+        run = jax.jit(lambda v, x: G.apply(v, x, return_latents=True))  # eager is slow
+        img, codes = run(variables, ref["x"].transpose(0, 2, 3, 1))
         checks += [("codes", codes), ("img", img)]
     elif "ws" in ref and "img_const" in ref:  # stylegan2-ada fixtures
         checks.append(
