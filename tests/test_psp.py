@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import assert_close, fixture_file, nchw
+from test_encoder_ops import adaptive_avg_pool_ref
 from torch_writers import save_torch_zip
 
 from stylejax.convert import convert, load_pretrained
@@ -122,9 +123,10 @@ def test_batch_norm_eval_uses_running_stats_and_train_updates_them_like_torch():
 # --------------------------------------------------------------------------- ArcFace
 
 
-def official_irse_state_dict(rng, width=16, in_nc=3, embedding=512, arcface=True):
+def official_irse_state_dict(rng, width=16, in_nc=3, head="arcface", out_dim=512, n_styles=8):
     """Random tensors under the TreB1eN / pSp key names and PyTorch shapes (FORMATS §3.3,
-    §5.1), written from the reference's layout rather than from our converter's table."""
+    §3.4, §5.1), written from the reference's layout rather than from our converter's table.
+    head: 'arcface' (output_layer), 'into_w' or 'into_w_plus' (the pSp ablation heads)."""
     sd = {}
 
     def bn(prefix, c):
@@ -152,13 +154,31 @@ def official_irse_state_dict(rng, width=16, in_nc=3, embedding=512, arcface=True
         bn(f"{unit}.res_layer.4", depth)
         conv(f"{unit}.res_layer.5.fc1.weight", depth // 16, depth, 1)
         conv(f"{unit}.res_layer.5.fc2.weight", depth, depth // 16, 1)
-    if arcface:
-        c = width * 8
-        bn("output_layer.0", c)
-        sd["output_layer.3.weight"] = rng.normal(0.0, (c * 49) ** -0.5, (embedding, c * 49))
-        sd["output_layer.3.bias"] = rng.normal(0.0, 0.1, embedding)
-        bn("output_layer.4", embedding)
+    c = width * 8
+    if head in ("arcface", "into_w_plus"):
+        layer = "output_layer" if head == "arcface" else "output_layer_2"
+        bn(f"{layer}.0", c)
+        sd[f"{layer}.3.weight"] = rng.normal(0.0, (c * 49) ** -0.5, (out_dim, c * 49))
+        sd[f"{layer}.3.bias"] = rng.normal(0.0, 0.1, out_dim)
+    if head == "arcface":
+        bn("output_layer.4", out_dim)
+    elif head == "into_w":  # ROS EqualLinear: raw N(0, 1) weights, scaled at run time
+        sd["linear.weight"] = rng.normal(0.0, 1.0, (out_dim, c))
+        sd["linear.bias"] = rng.normal(0.0, 0.1, out_dim)
+    elif head == "into_w_plus":
+        sd["linear.weight"] = rng.normal(0.0, 1.0, (out_dim * n_styles, out_dim))
+        sd["linear.bias"] = rng.normal(0.0, 0.1, out_dim * n_styles)
     return {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in sd.items()}
+
+
+def torch_bn(sd, prefix, x):
+    """Eval-mode BatchNorm in float64 on an NCHW map or an [N, C] batch (channels axis 1)."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    p = {
+        k: sd[f"{prefix}.{k}"].astype(np.float64).reshape(shape)
+        for k in ("weight", "bias", "running_mean", "running_var")
+    }
+    return (x - p["running_mean"]) / np.sqrt(p["running_var"] + 1e-5) * p["weight"] + p["bias"]
 
 
 @pytest.fixture(scope="module")
@@ -207,18 +227,9 @@ def test_arcface_embedding_is_unit_norm_and_matches_torch_output_layer(arcface):
     assert emb.shape == (2, 512) and body.shape == (2, 7, 7, 128)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
 
-    def bn(prefix, x, axis):
-        shape = [1] * x.ndim
-        shape[axis] = -1
-        p = {
-            k: sd[f"{prefix}.{k}"].astype(np.float64).reshape(shape)
-            for k in ("weight", "bias", "running_mean", "running_var")
-        }
-        return (x - p["running_mean"]) / np.sqrt(p["running_var"] + 1e-5) * p["weight"] + p["bias"]
-
-    x = bn("output_layer.0", body.astype(np.float64).transpose(0, 3, 1, 2), axis=1)
+    x = torch_bn(sd, "output_layer.0", body.astype(np.float64).transpose(0, 3, 1, 2))
     x = x.reshape(2, -1) @ sd["output_layer.3.weight"].T.astype(np.float64)
-    x = bn("output_layer.4", x + sd["output_layer.3.bias"], axis=1)
+    x = torch_bn(sd, "output_layer.4", x + sd["output_layer.3.bias"])
     want = x / np.linalg.norm(x, axis=1, keepdims=True)
     assert_close(emb, want, rel=1e-5, max_abs=1e-5, what="embedding")
     # An NHWC flatten against torch's kernel would give something else entirely.
@@ -353,6 +364,61 @@ def test_encoders_build_and_give_codes_of_the_right_shape(encoder_type, input_nc
         np.broadcast_to(latent_avg[0] if w_only else latent_avg, codes.shape),
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize(
+    "encoder_type, latent_avg_shape",
+    [
+        ("BackboneEncoderUsingLastLayerIntoW", (1, 64)),
+        ("BackboneEncoderUsingLastLayerIntoWPlus", (64,)),
+    ],
+)
+def test_ablation_checkpoints_convert_and_match_a_numpy_head(
+    psp_checkpoint, encoder_type, latent_avg_shape
+):
+    """An IntoW / IntoW+ pSp checkpoint in the official layout (random trunk and head, the
+    fixture's decoder): the converted model's codes against the head recomputed in numpy
+    from the converted trunk's output, in torch's NCHW order."""
+    rng = np.random.default_rng(3)
+    into_w = encoder_type.endswith("IntoW")
+    enc = official_irse_state_dict(rng, head="into_w" if into_w else "into_w_plus", out_dim=64)
+    state = {f"encoder.{k}": v for k, v in enc.items()}
+    state.update(
+        {k: v for k, v in psp_checkpoint["state_dict"].items() if k.startswith("decoder.")}
+    )
+    latent_avg = rng.normal(size=latent_avg_shape).astype(np.float32)
+    opts = {"encoder_type": encoder_type, "start_from_latent_avg": True, "learn_in_w": into_w}
+    obj = {"state_dict": state, "opts": opts, "latent_avg": latent_avg}
+    config, variables = psp_convert.read_psp("ablation.pt", obj)
+    assert config["encoder_type"] == encoder_type and config["learn_in_w"] is into_w
+    model = psp_convert.build_psp(config)
+    x = rng.uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+
+    @jax.jit
+    def run(variables, x):
+        return model.apply(
+            variables,
+            x,
+            return_latents=True,
+            capture_intermediates=lambda m, _: m.name == "body_23",
+            mutable=["intermediates"],
+        )
+
+    (img, codes), state = run(variables, x)
+    body = np.asarray(state["intermediates"]["encoder"]["body_23"]["__call__"][0], np.float64)
+    if into_w:
+        head = body.mean(axis=(1, 2)) @ enc["linear.weight"].T / np.sqrt(128)
+    else:
+        x = torch_bn(enc, "output_layer_2.0", body.transpose(0, 3, 1, 2))
+        x = adaptive_avg_pool_ref(x.transpose(0, 2, 3, 1), 7, 7).transpose(0, 3, 1, 2)
+        x = x.reshape(2, -1) @ enc["output_layer_2.3.weight"].T + enc["output_layer_2.3.bias"]
+        head = (x @ enc["linear.weight"].T / np.sqrt(64)).reshape(2, 8, 64)
+        head = head + enc["linear.bias"].reshape(8, 64)
+    if into_w:
+        head = head + enc["linear.bias"]
+    want = head + latent_avg.reshape(-1)  # [1, 64] and [64] both mean "the same w everywhere"
+    assert_close(codes, want, rel=1e-5, max_abs=1e-4, what=f"{encoder_type} codes")
+    assert img.shape == (2, 32, 32, 3) and np.isfinite(np.asarray(img)).all()
 
 
 def test_unknown_encoder_type_is_refused():
