@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import assert_close, fixture_file, nchw
 from test_encoder_ops import adaptive_avg_pool_ref
-from torch_writers import save_torch_zip
+from torch_writers import save_torch_legacy, save_torch_zip
 
 from stylejax.convert import convert, load_pretrained
 from stylejax.convert import psp as psp_convert
@@ -285,9 +285,20 @@ def test_missing_misshaped_and_unexpected_tensors_are_named(psp_checkpoint):
         psp_convert.read_psp(name, bad)
 
 
+def test_arcface_from_a_legacy_torch_stream(tmp_path):
+    sd = official_irse_state_dict(np.random.default_rng(4), width=16, out_dim=64)
+    save_torch_legacy(tmp_path / "legacy.pth", sd)
+    config, variables = psp_convert.read_arcface(str(tmp_path / "legacy.pth"))
+    assert config["embedding_dim"] == 64 and config["input_size"] == 112
+    assert variables["batch_stats"]["output_layer"]["bn1d"]["var"].shape == (64,)
+
+
 def test_inconsistent_opts_and_latent_avg_are_refused(psp_checkpoint):
     opts = {**psp_checkpoint["opts"], "encoder_type": "BackboneEncoderUsingLastLayerIntoW"}
     with pytest.raises(CheckpointError, match="opts say encoder_type"):
+        psp_convert.read_psp("psp.pt", _edited(psp_checkpoint, opts=opts))
+    opts = {**psp_checkpoint["opts"], "encoder_type": "Encoder4Editing"}
+    with pytest.raises(CheckpointError, match="e4e encoders are not supported yet"):
         psp_convert.read_psp("psp.pt", _edited(psp_checkpoint, opts=opts))
     with pytest.raises(
         CheckpointError, match=r"latent_avg has shape \(3, 64\); expected \[8, 64\]"

@@ -143,6 +143,12 @@ def detect_format(obj) -> str:
 
 
 def _encoder_config(sd: dict, opts: dict, source: str) -> tuple[str, dict]:
+    if opts.get("encoder_type", encoders.ENCODER_TYPES[0]) not in encoders.ENCODER_TYPES:
+        raise CheckpointError(
+            f"{source}: opts say encoder_type={opts['encoder_type']!r}; this converter reads "
+            f"the pSp encoders {encoders.ENCODER_TYPES} (ReStyle and e4e encoders are not "
+            f"supported yet)"
+        )
     if "latlayer1.weight" in sd:
         detected = "GradualStyleEncoder"
     elif "output_layer_2.3.weight" in sd:
