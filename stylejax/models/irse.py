@@ -152,12 +152,6 @@ def ir_body(x, num_layers, mode, base_width, train, taps=()):
     return x, tapped
 
 
-def flatten_nchw_order(x):
-    """Flattens NHWC features in PyTorch's NCHW order. The converters permute dense kernels
-    instead (cheaper); this exists for tests and for code that must match torch's vector."""
-    return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
-
-
 class Backbone(nn.Module):
     """ArcFace IR-SE identity network (TreB1eN layout, as pSp's ID loss loads it).
 
