@@ -16,6 +16,8 @@ from stylejax import main as stylejax_main
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "tests" / "multiprocess_driver.py"
 LAUNCHER = ROOT / "launch" / "local.py"
+TPU_POD = ROOT / "launch" / "tpu_pod.sh"
+SLURM = ROOT / "launch" / "slurm.sbatch"
 STEPS = 3
 
 
@@ -121,14 +123,19 @@ def test_incomplete_environment_names_what_is_missing(initialize_calls):
 # ----------------------------------------------------------------------------- launcher
 
 
-def _launch(*args, timeout=60):
+def _run(argv, env=None, timeout=60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(LAUNCHER), *args],
+        [str(a) for a in argv],
+        env=env,
         capture_output=True,
         text=True,
         check=False,
         timeout=timeout,
     )
+
+
+def _launch(*args):
+    return _run([sys.executable, LAUNCHER, *args])
 
 
 def test_launcher_sets_environment_and_prefixes_output():
@@ -169,3 +176,80 @@ def test_launcher_timeout_stops_everything():
     )
     assert result.returncode == 124
     assert "timeout after 1 s" in result.stdout
+
+
+# ----------------------------------------------------------------------------- cluster scripts
+# The cluster tools (gcloud, scontrol, srun) are replaced by small fakes on PATH, and `python`
+# by one that prints what it was started with, to check the scripts' plumbing end to end.
+
+PRINT_ARGS_AND_ENV = """#!/usr/bin/env bash
+echo "args:$(printf ' [%s]' "$@")"
+for v in STYLEJAX_DISTRIBUTED STYLEJAX_COORDINATOR_ADDRESS STYLEJAX_NUM_PROCESSES \\
+    STYLEJAX_PROCESS_ID; do echo "$v=${!v:-}"; done
+"""
+
+
+def _fake_tools(tmp_path, **scripts) -> dict:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in scripts.items():
+        path = bin_dir / name
+        path.write_text(text)
+        path.chmod(0o755)
+    return dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", HOME=str(tmp_path))
+
+
+def test_tpu_pod_run_starts_the_command_on_all_workers(tmp_path):
+    # The fake gcloud runs --command= in a shell, as each worker's ssh would.
+    gcloud = """#!/usr/bin/env bash
+echo "$*" >> "$HOME/gcloud_calls"
+for a in "$@"; do case "$a" in --command=*) bash -c "${a#--command=}";; esac; done
+"""
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    env = _fake_tools(tmp_path, gcloud=gcloud, python3=PRINT_ARGS_AND_ENV)
+    env.update(TPU_NAME="pod", ZONE="us-west4-a", REMOTE_DIR=str(remote))
+    result = _run(
+        [TPU_POD, "run", "--config=configs/stylegan2.py:ffhq1024", "--workdir=gs://b/run 1"], env
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "args: [-m] [stylejax.main] [--config=configs/stylegan2.py:ffhq1024] [--workdir=gs://b/run 1]\n"
+        in (result.stdout)
+    )
+    assert "STYLEJAX_DISTRIBUTED=1\n" in result.stdout
+    assert (
+        (tmp_path / "gcloud_calls")
+        .read_text()
+        .startswith("compute tpus tpu-vm ssh pod --zone=us-west4-a --worker=all --command=")
+    )
+    assert "STYLEJAX_DISTRIBUTED=1" in (tmp_path / "stylejax.log").read_text()
+
+
+def test_tpu_pod_script_names_missing_settings(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TPU_NAME", "ZONE")}
+    result = _run([TPU_POD, "run"], env)
+    assert result.returncode != 0
+    assert "TPU_NAME" in result.stderr
+
+
+def test_slurm_script_gives_each_task_the_coordinator_and_its_rank(tmp_path):
+    scontrol = "#!/usr/bin/env bash\nprintf 'gpu-node-7\\ngpu-node-8\\n'\n"
+    # A fake srun: drops its options and runs the task command once per rank.
+    srun = """#!/usr/bin/env bash
+while [[ "$1" == --* ]]; do shift; done
+for ((rank = 0; rank < SLURM_NTASKS; rank++)); do SLURM_PROCID=$rank "$@"; done
+"""
+    env = _fake_tools(tmp_path, scontrol=scontrol, srun=srun, python=PRINT_ARGS_AND_ENV)
+    env.update(SLURM_JOB_NODELIST="gpu-node-[7-8]", SLURM_JOB_ID="12345", SLURM_NTASKS="2")
+    result = _run(["bash", SLURM, "--config=configs/stylegan2.py", "--workdir=/shared/run 1"], env)
+    assert result.returncode == 0, result.stderr
+    port = 20000 + 12345 % 20000
+    for rank in (0, 1):
+        assert (
+            "args: [-m] [stylejax.main] [--config=configs/stylegan2.py] [--workdir=/shared/run 1]\n"
+            "STYLEJAX_DISTRIBUTED=\n"
+            f"STYLEJAX_COORDINATOR_ADDRESS=gpu-node-7:{port}\n"
+            "STYLEJAX_NUM_PROCESSES=2\n"
+            f"STYLEJAX_PROCESS_ID={rank}\n"
+        ) in result.stdout

@@ -101,7 +101,17 @@ def compile_train_step(config, devices):
         for name, (shape, dtype) in batch_spec(config).items()
     }
     t0 = time.perf_counter()
-    compiled = loop.compile_step(task, mesh, state_sharding).lower(state, batch).compile()
+    lowered = loop.compile_step(task, mesh, state_sharding).lower(state, batch)
+    try:
+        compiled = lowered.compile()
+    except jax.errors.JaxRuntimeError as e:
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        raise SystemExit(
+            f"the step does not fit one {devices[0].device_kind} device with global batch "
+            f"{config.batch_size} on {num_devices} devices: {e}\nUse a larger slice or a "
+            f"smaller per-device batch (--config.batch_size)."
+        ) from e
     return compiled, time.perf_counter() - t0
 
 
@@ -126,20 +136,24 @@ def report_rows(config, topology, devices, compiled, compile_s) -> list[tuple[st
         ("devices / hosts", f"{num_devices} / {num_hosts}"),
         ("global batch", str(config.batch_size)),
         ("per-device batch", str(config.batch_size // num_devices)),
-        ("arguments per device", gib(memory.argument_size_in_bytes)),
-        ("outputs per device", gib(memory.output_size_in_bytes)),
-        ("aliased (donated) per device", gib(memory.alias_size_in_bytes)),
-        ("temporaries per device", gib(memory.temp_size_in_bytes)),
-        ("generated code per device", gib(memory.generated_code_size_in_bytes)),
-        ("total per device", gib(peak)),
-        ("FLOPs per step per device", f"{flops:.4g}"),
-        ("FLOPs per step, all devices", f"{flops * num_devices:.4g}"),
+        ("arguments per device", mib(memory.argument_size_in_bytes)),
+        ("outputs per device", mib(memory.output_size_in_bytes)),
+        ("aliased (donated) per device", mib(memory.alias_size_in_bytes)),
+        ("temporaries per device", mib(memory.temp_size_in_bytes)),
+        ("generated code per device", mib(memory.generated_code_size_in_bytes)),
+        ("total per device", mib(peak)),
+        ("FLOPs per step per device", gflop(flops)),
+        ("FLOPs per step, all devices", gflop(flops * num_devices)),
         ("compile time", f"{compile_s:.1f} s"),
     ]
 
 
-def gib(num_bytes: int) -> str:
-    return f"{num_bytes / 2**30:.3f} GiB"
+def mib(num_bytes: int) -> str:
+    return f"{num_bytes / 2**20:.1f} MiB"
+
+
+def gflop(flops: float) -> str:
+    return f"{flops / 1e9:.4g} GFLOP"
 
 
 def format_table(rows) -> str:
