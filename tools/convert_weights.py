@@ -5,13 +5,17 @@
   python tools/convert_weights.py 550000.pt ffhq_ros --which g_ema              # rosinality
   python tools/convert_weights.py psp_ffhq_encode.pt psp_ffhq                   # pSp
   python tools/convert_weights.py model_ir_se50.pth arcface                     # ArcFace (ID loss)
+  python tools/convert_weights.py alex.pth lpips_alex \
+      --lpips-backbone alexnet-owt-7be5be79.pth                                 # LPIPS (AlexNet)
+  python tools/convert_weights.py vgg.pth lpips_vgg --lpips-backbone vgg16-397923af.pth
 
 The format and every architecture hyper-parameter are detected from the file. Neither
 torch nor tensorflow is needed, and the file is read with a restricted unpickler: a
 checkpoint that references anything but tensors and the known containers is refused.
 With --ref REF.npz (arrays named as in the reference-output fixtures: z, img_z / ws,
-img_const …; x, codes, img for pSp) the converted model is checked against the original's
-outputs.
+img_const …; x, codes, img for pSp; x0, x1, {net}_x_distance for LPIPS) the converted
+model is checked against the original's outputs. LPIPS needs two files: the `lpips` package's
+linear heads (weights/v0.1/alex.pth or vgg.pth) as SRC and torchvision's backbone weights.
 """
 
 import argparse
@@ -42,6 +46,9 @@ def summarize(out_dir, meta):
         if net["kind"] == "arcface":
             lines.append(f"  {name}: IR-SE ArcFace {cfg}, {n:,} parameters")
             continue
+        if net["kind"] == "lpips":
+            lines.append(f"  {name}: LPIPS v0.1 with {cfg['net']} features, {n:,} parameters")
+            continue
         lines.append(
             f"  {name:6s} {net['kind']:13s} {cfg['img_resolution']} px, "
             f"channels {cfg['channels']}, {n:,} trainable parameters"
@@ -60,6 +67,9 @@ def check_reference(out_dir, ref_path):
         run = jax.jit(lambda v, x: G.apply(v, x, return_latents=True))  # eager is slow
         img, codes = run(variables, ref["x"].transpose(0, 2, 3, 1))
         checks += [("codes", codes), ("img", img)]
+    elif "x0" in ref and f"{getattr(G, 'net', '')}_x_distance" in ref:  # LPIPS fixture
+        x0, x1 = (ref[k].transpose(0, 2, 3, 1) for k in ("x0", "x1"))
+        checks.append((f"{G.net}_x_distance", G.apply(variables, x0, x1)))
     elif "ws" in ref and "img_const" in ref:  # stylegan2-ada fixtures
         checks.append(
             ("img_const", G.apply(variables, ref["ws"], input_space="w+", noise_mode="const"))
@@ -84,15 +94,22 @@ def main(argv=None):
     )
     parser.add_argument(
         "src",
-        help="rosinality .pt, stylegan2-ada-pytorch .pkl, TF .pkl, pSp .pt or ArcFace .pth",
+        help="rosinality .pt, stylegan2-ada-pytorch .pkl, TF .pkl, pSp .pt, ArcFace .pth or "
+        "LPIPS heads .pth",
     )
     parser.add_argument("out_dir", help="output directory (written atomically)")
     parser.add_argument("--which", default="g_ema", choices=["g_ema", "g", "d", "all"])
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--ref", help="reference outputs .npz to check parity against")
+    parser.add_argument(
+        "--lpips-backbone",
+        metavar="PATH",
+        help="torchvision backbone weights for an LPIPS heads SRC "
+        "(alexnet-owt-7be5be79.pth or vgg16-397923af.pth)",
+    )
     args = parser.parse_args(argv)
     try:
-        meta = convert(args.src, args.out_dir, args.which, args.overwrite)
+        meta = convert(args.src, args.out_dir, args.which, args.overwrite, args.lpips_backbone)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     print(summarize(args.out_dir, meta))

@@ -7,6 +7,7 @@ img = G.apply(variables, z, truncation_psi=0.7, noise_mode="const")  # NHWC in [
 
 convert("psp_ffhq_encode.pt", "psp_ffhq")                     # any supported format
 psp, variables = load_pretrained("psp_ffhq")                  # stylejax.models.encoders.PSP
+convert("alex.pth", "lpips_alex", lpips_backbone="alexnet-owt-7be5be79.pth")  # LPIPS
 """
 
 import json
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from stylejax.convert import psp, readers, stylegan2
+from stylejax.convert import lpips, psp, readers, stylegan2
 from stylejax.convert.readers import CheckpointError
 
 CONFIG_FILE = "config.json"
@@ -31,10 +32,14 @@ def convert(
     out_dir: str | os.PathLike,
     which: str = "g_ema",
     overwrite: bool = False,
+    lpips_backbone: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Converts any supported file (format detected from its contents); `which` picks the
-    StyleGAN2 network and is ignored by single-network formats (pSp, ArcFace)."""
+    StyleGAN2 network and is ignored by single-network formats (pSp, ArcFace, LPIPS).
+    LPIPS heads files need the torchvision backbone file as `lpips_backbone`."""
     obj = readers.load_checkpoint(src)
+    if lpips.detect_format(obj) != "unknown" or lpips_backbone is not None:
+        return convert_lpips(src, out_dir, lpips_backbone, overwrite, obj=obj)
     fmt = psp.detect_format(obj)
     if fmt == "psp":
         return convert_psp(src, out_dir, overwrite, obj=obj)
@@ -53,6 +58,12 @@ def convert_arcface(src, out_dir, overwrite: bool = False, obj=None) -> dict[str
     """IR-SE ArcFace state dict (model_ir_se50.pth) → one network 'arcface'."""
     config, variables = psp.read_arcface(str(src), obj)
     return _save_single(src, out_dir, "arcface", config, variables, overwrite)
+
+
+def convert_lpips(src, out_dir, backbone=None, overwrite: bool = False, obj=None):
+    """LPIPS heads (+ torchvision backbone file) → one network 'lpips'."""
+    config, variables = lpips.read_lpips(str(src), backbone and str(backbone), obj)
+    return _save_single(src, out_dir, "lpips", config, variables, overwrite)
 
 
 def _save_single(src, out_dir, family, config, variables, overwrite):
@@ -152,6 +163,7 @@ _BUILDERS = {
     "discriminator": stylegan2.build_discriminator,
     "psp": psp.build_psp,
     "arcface": psp.build_arcface,
+    "lpips": lpips.build_lpips,
 }
 
 
