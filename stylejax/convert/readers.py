@@ -102,7 +102,9 @@ class TFNetwork:
 
     def __setstate__(self, state):
         if not isinstance(state, dict):
-            raise _Invalid(f"expected a dict as dnnlib.tflib.network.Network state, found {type(state).__name__}")
+            raise _Invalid(
+                f"expected a dict as dnnlib.tflib.network.Network state, found {type(state).__name__}"
+            )
         version = state.get("version", 0)
         if not isinstance(version, int) or version < 4:
             raise _Invalid(
@@ -140,7 +142,9 @@ def _storage_array(raw, dtype, numel, big_endian=False):
     bf16 = dtype == "bfloat16"
     dt = np.dtype("u2" if bf16 else dtype).newbyteorder(">" if big_endian else "<")
     if len(raw) < numel * dt.itemsize:
-        raise _Invalid(f"storage holds {len(raw)} bytes, expected {numel} x {dt.itemsize} bytes (truncated file?)")
+        raise _Invalid(
+            f"storage holds {len(raw)} bytes, expected {numel} x {dt.itemsize} bytes (truncated file?)"
+        )
     arr = np.frombuffer(raw, dtype=dt, count=numel).astype(dt.newbyteorder("="))
     if bf16:  # bfloat16 is the upper half of a float32
         arr = (arr.astype(np.uint32) << 16).view(np.float32)
@@ -155,7 +159,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
         raise _Invalid(f"expected a storage for a tensor, found {type(storage).__name__}")
     size, stride = tuple(size), tuple(stride)
     if len(size) != len(stride) or min(size + stride, default=0) < 0 or storage_offset < 0:
-        raise _Invalid(f"bad tensor geometry: offset {storage_offset}, size {size}, stride {stride}")
+        raise _Invalid(
+            f"bad tensor geometry: offset {storage_offset}, size {size}, stride {stride}"
+        )
     if 0 in size:
         return np.zeros(size, storage.dtype)
     # Bounds check before as_strided, which would otherwise read outside the buffer.
@@ -253,14 +259,23 @@ class _Unpickler(pickle._Unpickler):  # the pure-Python unpickler, so that BUILD
     def persistent_load(self, pid):
         if self.storage_for is None:
             raise _Invalid(f"expected no persistent ids in a plain pickle, found {pid!r}")
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise _Invalid(f"expected a ('storage', <torch storage type>, key, location, numel) id, found {pid!r}")
+        if not (
+            isinstance(pid, tuple)
+            and len(pid) >= 5
+            and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)
+        ):
+            raise _Invalid(
+                f"expected a ('storage', <torch storage type>, key, location, numel) id, found {pid!r}"
+            )
         return self.storage_for(pid)
 
     def load_build(self):
         # BUILD sets attributes on the object below it; on an allow-listed class or function
         # that would change it for the whole process, so only fresh instances may be built.
-        if isinstance(self.stack[-2], (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        if isinstance(
+            self.stack[-2], (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+        ):
             raise _Invalid(f"expected BUILD on an object, found it applied to {self.stack[-2]!r}")
         super().load_build()
 
@@ -286,7 +301,9 @@ def _read_zip(path):
         prefix = names[0].split("/", 1)[0] + "/"
         if prefix + "data.pkl" not in names:
             raise _Invalid(f"expected '{prefix}data.pkl' in the zip archive, found {names[:5]}")
-        big_endian = prefix + "byteorder" in names and zf.read(prefix + "byteorder").strip() == b"big"
+        big_endian = (
+            prefix + "byteorder" in names and zf.read(prefix + "byteorder").strip() == b"big"
+        )
         storages = {}
 
         def storage_for(pid):
