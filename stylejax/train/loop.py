@@ -218,9 +218,22 @@ class Task:
     parameters: Callable[[Any], dict]  # state -> {network: params} for the overview
 
 
+def split_over_devices(x):
+    """Splits x's leading (batch) axis over the data axis, like the input batch. For batch
+    values a step makes itself (latents), which XLA would otherwise compute whole on every
+    device. Needs the mesh that compile_step sets while tracing."""
+    if jax.sharding.get_abstract_mesh().empty:
+        return x
+    return jax.lax.with_sharding_constraint(x, P(DATA_AXIS))
+
+
 def compile_step(task: Task, mesh: Mesh, state_sharding):
+    def step(state, batch):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # for split_over_devices
+            return task.train_step(state, batch)
+
     return jax.jit(
-        task.train_step,
+        step,
         in_shardings=(state_sharding, batch_sharded(mesh)),
         out_shardings=(state_sharding, replicated(mesh)),
         donate_argnums=0,

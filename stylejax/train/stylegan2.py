@@ -140,7 +140,7 @@ def train_step(config, G, D, g_tx, d_tx, state, batch):
     # ---- G main: non-saturating loss.
     def g_main_loss(g_params, key):
         kz, kg = jax.random.split(key)
-        z = jax.random.normal(kz, (batch_size, z_dim))
+        z = loop.split_over_devices(jax.random.normal(kz, (batch_size, z_dim)))
         img, _, _ = generate(G, config, {**g_vars, "params": g_params}, z, kg)
         logits = D.apply(d_vars, img)
         return jnp.mean(jax.nn.softplus(-logits))
@@ -156,7 +156,7 @@ def train_step(config, G, D, g_tx, d_tx, state, batch):
         g_params, g_opt, pl_mean = operand
         kz, kg, kpl = jax.random.split(k_greg, 3)
         n = max(batch_size // t.pl_batch_shrink, 1)
-        z = jax.random.normal(kz, (n, z_dim))
+        z = loop.split_over_devices(jax.random.normal(kz, (n, z_dim)))
 
         def loss_fn(params):
             variables = {**g_vars, "params": params}
@@ -191,7 +191,7 @@ def train_step(config, G, D, g_tx, d_tx, state, batch):
 
     # ---- D main: logistic loss on G's (updated) fakes and the reals; w_avg tracked here.
     kz, kg = jax.random.split(k_dmain)
-    z = jax.random.normal(kz, (batch_size, z_dim))
+    z = loop.split_over_devices(jax.random.normal(kz, (batch_size, z_dim)))
     gen_img, _, g_buffers = generate(
         G, config, {**g_vars, "params": g_params}, z, kg, update_w_avg=True
     )
