@@ -30,9 +30,9 @@ def real_images(name, split, n):
     return np.concatenate(batches).astype(np.float32) / 127.5 - 1.0
 
 
-def generate(G, variables, n, seed, psi=1.0):
+def generate(G, variables, n, seed, noise_mode="random"):
     z = jax.random.normal(jax.random.PRNGKey(seed), (n, G.z_dim))
-    fn = jax.jit(lambda v, z, k: G.apply(v, z, truncation_psi=psi, rngs={"noise": k}))
+    fn = jax.jit(lambda v, z, k: G.apply(v, z, noise_mode=noise_mode, rngs={"noise": k}))
     out = [fn(variables, z[i : i + 100], jax.random.PRNGKey(i)) for i in range(0, n, 100)]
     return np.concatenate([np.asarray(o) for o in out])
 
@@ -44,7 +44,7 @@ def main():
     parser.add_argument("pretrained", help="converted or exported generator directory")
     parser.add_argument("--data", default=None, help="TFDS name, default synthetic_faces/<res>")
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--grid", help="write a 6×6 sample grid PNG here")
+    parser.add_argument("--grid", help="write a 6×6 sample grid PNG here (stored noise)")
     args = parser.parse_args()
     G, variables = load_pretrained(args.pretrained)
     name = args.data or f"synthetic_faces/{G.img_resolution}"
@@ -63,7 +63,7 @@ def main():
         f"| random-init generator (ceiling) | {metrics.frechet_distance(random_fake, test):.2f} |"
     )
     if args.grid:
-        grid = generate(G, variables, 36, seed=2)
+        grid = generate(G, variables, 36, seed=2, noise_mode="const")
         images.save_grid(grid, args.grid, cols=6, pad=1)
         print(f"wrote {args.grid}")
 
