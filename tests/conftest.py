@@ -4,7 +4,9 @@ import os
 import tempfile
 from pathlib import Path
 
-# 8 fake CPU devices for the sharding tests; must be set before JAX starts.
+# Tests run on the CPU whatever is installed (an accelerator, or libtpu without a TPU), with
+# 8 fake CPU devices for the sharding tests; both must be set before JAX starts.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
