@@ -69,7 +69,12 @@ def main(argv=None):
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--out", required=True, help="npz path; {process} → process index")
-    parser.add_argument("--compilation_cache", default="", help="JAX persistent cache dir")
+    parser.add_argument(
+        "--compilation_cache",
+        default="",
+        help="JAX persistent cache dir, for quick reruns of 1 process (reruns of 2 processes "
+        "reading it hung in their first collective)",
+    )
     parser.add_argument(
         "--unoptimized", action="store_true", help="compile ~3× faster, XLA optimisations off"
     )
