@@ -73,7 +73,7 @@ def main(argv=None):
         "--compilation_cache",
         default="",
         help="JAX persistent cache dir, for quick reruns of 1 process (reruns of 2 processes "
-        "reading it hung in their first collective)",
+        "reading it have hung in a collective)",
     )
     parser.add_argument(
         "--unoptimized", action="store_true", help="compile ~3× faster, XLA optimisations off"

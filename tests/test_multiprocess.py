@@ -32,7 +32,7 @@ def test_two_processes_train_like_one_process(tmp_path):
     # XLA optimisations off: compiles ~3× faster, and both runs compile the same way.
     common = [f"--steps={STEPS}", "--unoptimized"]
     # The 1-process run may use the persistent cache of the other tests (conftest.py); the
-    # 2-process run must not: there, reruns reading its entries hung in the first collective.
+    # 2-process run must not: reruns reading its entries have hung in a collective (gloo).
     cache = jax.config.jax_compilation_cache_dir or tmp_path / "cache"
     one_log, two_log = tmp_path / "one.log", tmp_path / "two.log"
     t0 = time.perf_counter()
