@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from stylejax.convert import lpips, psp, readers, stylegan2
+from stylejax.convert import lpips, psp, readers, sean, stylegan2
 from stylejax.convert.readers import CheckpointError
 
 CONFIG_FILE = "config.json"
@@ -40,6 +40,8 @@ def convert(
     obj = readers.load_checkpoint(src)
     if lpips.detect_format(obj) != "unknown" or lpips_backbone is not None:
         return convert_lpips(src, out_dir, lpips_backbone, overwrite, obj=obj)
+    if sean.detect_format(obj) != "unknown":
+        return convert_sean(src, out_dir, overwrite, obj=obj)
     fmt = psp.detect_format(obj)
     if fmt == "psp":
         return convert_psp(src, out_dir, overwrite, obj=obj)
@@ -64,6 +66,20 @@ def convert_lpips(src, out_dir, backbone=None, overwrite: bool = False, obj=None
     """LPIPS heads (+ torchvision backbone file) → one network 'lpips'."""
     config, variables = lpips.read_lpips(str(src), backbone and str(backbone), obj)
     return _save_single(src, out_dir, "lpips", config, variables, overwrite)
+
+
+def convert_sean(src, out_dir, overwrite: bool = False, obj=None) -> dict[str, Any]:
+    """Official SEAN latest_net_G.pth → network 'g', latest_net_D.pth → network 'd'."""
+    kind, config, variables = sean.read_sean(str(src), obj)
+    name = "g" if kind == "sean_generator" else "d"
+    meta = {
+        "family": "sean",
+        "format": kind,
+        "source": os.path.abspath(str(src)),
+        "networks": {name: {"kind": kind, "config": config}},
+    }
+    save_converted(out_dir, {name: variables}, meta, overwrite=overwrite)
+    return meta
 
 
 def _save_single(src, out_dir, family, config, variables, overwrite):
@@ -164,6 +180,8 @@ _BUILDERS = {
     "psp": psp.build_psp,
     "arcface": psp.build_arcface,
     "lpips": lpips.build_lpips,
+    "sean_generator": sean.build_generator,
+    "sean_discriminator": sean.build_discriminator,
 }
 
 
