@@ -147,7 +147,7 @@ def _encoder_config(sd: dict, opts: dict, source: str) -> tuple[str, dict]:
         raise CheckpointError(
             f"{source}: opts say encoder_type={opts['encoder_type']!r}; this converter reads "
             f"the pSp encoders {encoders.ENCODER_TYPES} (ReStyle and e4e encoders are not "
-            f"supported yet)"
+            f"supported yet by read_psp: convert() reads them with stylejax.convert.restyle)"
         )
     if "latlayer1.weight" in sd:
         detected = "GradualStyleEncoder"
@@ -205,9 +205,38 @@ def example_input(config: dict):
 def read_psp(path: str, obj=None) -> tuple[dict, dict]:
     """Loads a pSp checkpoint; returns (config, Flax variables of stylejax PSP)."""
     obj = readers.load_checkpoint(path) if obj is None else obj
+    opts, enc_sd, dec_sd = split_checkpoint(obj, path, "pSp")
+    try:
+        encoder_type, enc_config = _encoder_config(enc_sd, opts, path)
+        input_nc = trunk_config(enc_sd, path)["input_nc"]
+    except KeyError as e:
+        raise CheckpointError(f"{path}: pSp checkpoint is missing an expected tensor {e}") from None
+    start_from_avg = bool(opts.get("start_from_latent_avg", obj.get("latent_avg") is not None))
+    dec_config, decoder, latent_avg = read_decoder(
+        dec_sd, obj.get("latent_avg"), start_from_avg, path, opts.get("output_size")
+    )
+    check_styles(enc_config, dec_config, path)
+    config = dict(
+        family="psp",
+        encoder_type=encoder_type,
+        encoder=enc_config,
+        input_nc=input_nc,
+        decoder=dec_config,
+        start_from_latent_avg=start_from_avg,
+        learn_in_w=bool(opts.get("learn_in_w", False)),
+        opts=plain_opts(opts),
+    )
+    variables = encoder_decoder_variables(enc_sd, decoder, latent_avg, path)
+    expected = _expected(build_psp(config), example_input(config))
+    sg_convert.check_against_model(variables, expected, path, "pSp model", layout="pSp")
+    return config, variables
+
+
+def split_checkpoint(obj, path: str, what: str) -> tuple[dict, dict, dict]:
+    """pSp-family checkpoint → (opts as a dict, encoder state dict, decoder state dict)."""
     if detect_format(obj) != "psp":
         raise CheckpointError(
-            f"{path}: not a pSp checkpoint: expected a dict with 'state_dict' holding "
+            f"{path}: not a {what} checkpoint: expected a dict with 'state_dict' holding "
             f"'encoder.*' and 'decoder.*' keys (and 'opts', 'latent_avg'), found "
             f"{sg_convert._describe(obj)}"
         )
@@ -219,14 +248,42 @@ def read_psp(path: str, obj=None) -> tuple[dict, dict]:
     dec_sd = {k[len("decoder.") :]: v for k, v in state.items() if k.startswith("decoder.")}
     if not dec_sd:
         raise CheckpointError(f"{path}: expected 'decoder.*' keys in state_dict, found none")
+    return opts, enc_sd, dec_sd
 
+
+def read_decoder(
+    dec_sd, latent_avg, start_from_avg: bool, path: str, output_size=None, size_option="output_size"
+):
+    """The ROS-layout decoder (with its noise buffers) and the per-style latent average →
+    (decoder config, decoder variables, latent_avg [n_styles, w])."""
     try:
-        encoder_type, enc_config = _encoder_config(enc_sd, opts, path)
-        input_nc = trunk_config(enc_sd, path)["input_nc"]
         ada = sg_convert.rosinality_to_ada_generator(dec_sd)
         dec_config = sg_convert.generator_config(ada)
     except KeyError as e:
-        raise CheckpointError(f"{path}: pSp checkpoint is missing an expected tensor {e}") from None
+        raise CheckpointError(f"{path}: decoder is missing an expected tensor {e}") from None
+    res = dec_config["img_resolution"]
+    if output_size is not None and output_size != res:
+        raise CheckpointError(
+            f"{path}: opts say {size_option}={output_size} but the decoder tensors are "
+            f"those of a {res} px generator"
+        )
+    n_ws, w_dim = sg.num_ws(res), dec_config["w_dim"]
+    if latent_avg is not None:
+        latent_avg = _latent_avg_rows(latent_avg, n_ws, w_dim, path)
+    elif start_from_avg:
+        raise CheckpointError(
+            f"{path}: opts say start_from_latent_avg=True but the file has no 'latent_avg'"
+        )
+    # The decoder's w_avg (for truncation) is pSp's latent average when there is one.
+    ada["mapping.w_avg"] = np.zeros(w_dim, np.float32) if latent_avg is None else latent_avg[0]
+    decoder = sg_convert.convert_network(ada, dec_config, "generator", path, "decoder")
+    if latent_avg is None:  # pSp's own fallback: the mean of many mapped z
+        latent_avg = _estimate_w_avg(dec_config, decoder, n_ws)
+        decoder["buffers"]["mapping"]["w_avg"] = latent_avg[0]
+    return dec_config, decoder, latent_avg
+
+
+def check_styles(enc_config: dict, dec_config: dict, path: str):
     n_ws, w_dim = sg.num_ws(dec_config["img_resolution"]), dec_config["w_dim"]
     if enc_config.get("n_styles", n_ws) != n_ws or enc_config["style_dim"] != w_dim:
         raise CheckpointError(
@@ -234,50 +291,23 @@ def read_psp(path: str, obj=None) -> tuple[dict, dict]:
             f"{enc_config['style_dim']}, but the {dec_config['img_resolution']} px decoder "
             f"expects {n_ws} of {w_dim}"
         )
-    if opts.get("output_size", dec_config["img_resolution"]) != dec_config["img_resolution"]:
-        raise CheckpointError(
-            f"{path}: opts say output_size={opts['output_size']} but the decoder tensors are "
-            f"those of a {dec_config['img_resolution']} px generator"
-        )
 
-    start_from_avg = bool(opts.get("start_from_latent_avg", obj.get("latent_avg") is not None))
-    if obj.get("latent_avg") is not None:
-        latent_avg = _latent_avg_rows(obj["latent_avg"], n_ws, w_dim, path)
-    elif start_from_avg:
-        raise CheckpointError(
-            f"{path}: opts say start_from_latent_avg=True but the file has no 'latent_avg'"
-        )
-    else:
-        latent_avg = None
-    # The decoder's w_avg (for truncation) is pSp's latent average when there is one.
-    ada["mapping.w_avg"] = np.zeros(w_dim, np.float32) if latent_avg is None else latent_avg[0]
-    decoder = sg_convert.convert_network(ada, dec_config, "generator", path, "pSp decoder")
-    if latent_avg is None:  # pSp's own fallback: the mean of many mapped z
-        latent_avg = _estimate_w_avg(dec_config, decoder, n_ws)
-        decoder["buffers"]["mapping"]["w_avg"] = latent_avg[0]
 
-    config = dict(
-        family="psp",
-        encoder_type=encoder_type,
-        encoder=enc_config,
-        input_nc=input_nc,
-        decoder=dec_config,
-        start_from_latent_avg=start_from_avg,
-        learn_in_w=bool(opts.get("learn_in_w", False)),
-        opts={k: v for k, v in opts.items() if isinstance(v, (str, int, float, bool, type(None)))},
-    )
+def plain_opts(opts: dict) -> dict:
+    """The JSON-friendly options (strings, numbers, booleans, None) kept in the config."""
+    return {k: v for k, v in opts.items() if isinstance(v, (str, int, float, bool, type(None)))}
+
+
+def encoder_decoder_variables(enc_sd: dict, decoder: dict, latent_avg, path: str) -> dict:
     try:
         enc_tree = irse_to_flax(enc_sd)
     except KeyError as e:
         raise CheckpointError(f"{path}: unexpected encoder tensor {e}") from None
-    variables = {
+    return {
         "params": {"encoder": enc_tree["params"], "decoder": decoder["params"]},
         "batch_stats": {"encoder": enc_tree["batch_stats"]},
         "buffers": {"decoder": decoder["buffers"], "latent_avg": latent_avg},
     }
-    expected = _expected(build_psp(config), example_input(config))
-    sg_convert.check_against_model(variables, expected, path, "pSp model", layout="pSp")
-    return config, variables
 
 
 def _estimate_w_avg(dec_config: dict, decoder_vars: dict, n_ws: int, n: int = 10_000):
