@@ -7,6 +7,8 @@ img = G.apply(variables, z, truncation_psi=0.7, noise_mode="const")  # NHWC in [
 
 convert("psp_ffhq_encode.pt", "psp_ffhq")                     # any supported format
 psp, variables = load_pretrained("psp_ffhq")                  # stylejax.models.encoders.PSP
+convert("restyle_psp_ffhq_encode.pt", "restyle")              # ReStyle / e4e too
+restyle_model, variables = load_pretrained("restyle")         # stylejax.models.restyle.ReStyle
 convert("alex.pth", "lpips_alex", lpips_backbone="alexnet-owt-7be5be79.pth")  # LPIPS
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from stylejax.convert import lpips, psp, readers, sean, stylegan2
+from stylejax.convert import lpips, psp, readers, restyle, sean, stylegan2
 from stylejax.convert.readers import CheckpointError
 
 CONFIG_FILE = "config.json"
@@ -40,6 +42,9 @@ def convert(
     obj = readers.load_checkpoint(src)
     if lpips.detect_format(obj) != "unknown" or lpips_backbone is not None:
         return convert_lpips(src, out_dir, lpips_backbone, overwrite, obj=obj)
+    family = restyle.detect_format(obj)
+    if family != "unknown":  # ReStyle / e4e: pSp-family files told apart by their opts
+        return convert_restyle(src, out_dir, overwrite, obj=obj)
     if sean.detect_format(obj) != "unknown":
         return convert_sean(src, out_dir, overwrite, obj=obj)
     fmt = psp.detect_format(obj)
@@ -54,6 +59,15 @@ def convert_psp(src, out_dir, overwrite: bool = False, obj=None) -> dict[str, An
     """pSp checkpoint → one network 'psp' (encoder + decoder + latent_avg)."""
     config, variables = psp.read_psp(str(src), obj)
     return _save_single(src, out_dir, "psp", config, variables, overwrite)
+
+
+def convert_restyle(src, out_dir, overwrite: bool = False, obj=None) -> dict[str, Any]:
+    """ReStyle (pSp or e4e flavour) → network 'restyle'; e4e → network 'e4e'."""
+    obj = readers.load_checkpoint(src) if obj is None else obj
+    family = restyle.detect_format(obj)
+    read = restyle.read_e4e if family == "e4e" else restyle.read_restyle
+    config, variables = read(str(src), obj)
+    return _save_single(src, out_dir, config["family"], config, variables, overwrite)
 
 
 def convert_arcface(src, out_dir, overwrite: bool = False, obj=None) -> dict[str, Any]:
@@ -180,6 +194,8 @@ _BUILDERS = {
     "psp": psp.build_psp,
     "arcface": psp.build_arcface,
     "lpips": lpips.build_lpips,
+    "restyle": restyle.build_restyle,
+    "e4e": restyle.build_e4e,
     "sean_generator": sean.build_generator,
     "sean_discriminator": sean.build_discriminator,
 }
