@@ -4,6 +4,12 @@ CI never runs it (it needs torch, torchvision, pytorch-fid and scikit-image); th
 only what it writes:
 
   ssim_ref.npz   image pairs and skimage's SSIM / PSNR for them
+  fid_ref.npz    pytorch-fid's InceptionV3 (FID blocks, resize to 299) pool3 features of
+                 small uint8 images under the seeded random weights of
+                 stylejax.models.inception.random_variables(SEED) (rebuilt by the test, not
+                 stored: 95 MB), their digest; F.interpolate(bilinear, align_corners=False)
+                 resizes (shrinking included); pytorch-fid's calculate_frechet_distance on
+                 two (μ, Σ) pairs
 
 Setup used (torchvision's CUDA wheel with --no-deps is enough: only its Python model code is
 imported, not its compiled ops):
@@ -15,13 +21,20 @@ imported, not its compiled ops):
 """
 
 import argparse
+import contextlib
+import hashlib
 import importlib.metadata
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
+os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the random weights are drawn with numpy
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "data" / "fid"
+sys.path.insert(0, str(ROOT))
+SEED = 0  # of the random Inception weights
 
 
 def ssim_cases(rng):
@@ -59,13 +72,91 @@ def write_ssim():
     print("wrote", OUT / "ssim_ref.npz", {k: v for k, v in arrays.items() if k[:4] == "ssim"})
 
 
+def import_pytorch_fid():
+    import torch
+
+    # The CUDA torchvision wheel's compiled ops do not load on a CPU-only torch, and its
+    # import then stops at registering fake kernels for nms/qnms: give them schemas first.
+    for op in ("nms", "qnms"):
+        with contextlib.suppress(RuntimeError):  # already there: a working extension
+            torch.library.define(
+                f"torchvision::{op}", "(Tensor dets, Tensor scores, float iou) -> Tensor"
+            )
+    import pytorch_fid.fid_score
+    import pytorch_fid.inception
+
+    return torch, pytorch_fid
+
+
+def weights_digest(state_dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state_dict):
+        h.update(k.encode() + np.ascontiguousarray(state_dict[k], np.float32).tobytes())
+    return h.hexdigest()
+
+
+def write_fid():
+    torch, pytorch_fid = import_pytorch_fid()
+    import torch.nn.functional as F
+
+    from stylejax.convert import inception as convert_inception
+    from stylejax.models import inception
+
+    sd = convert_inception.flax_to_state_dict(inception.random_variables(SEED))
+    rng = np.random.default_rng(1)
+    # The FID file also holds the 1008-class classifier, which FID never uses.
+    sd["fc.weight"] = rng.standard_normal((1008, 2048)).astype(np.float32) * 0.01
+    sd["fc.bias"] = np.zeros(1008, np.float32)
+    # pytorch-fid downloads its weights; hand it these instead (strict load_state_dict).
+    pytorch_fid.inception.load_state_dict_from_url = lambda *a, **k: {
+        n: torch.from_numpy(v) for n, v in sd.items()
+    }
+    model = pytorch_fid.inception.InceptionV3([3]).eval()  # resize to 299, [0, 1] → [-1, 1]
+
+    arrays = {
+        "torch_version": np.array(torch.__version__),
+        "pytorch_fid_version": np.array(importlib.metadata.version("pytorch-fid")),
+        "weights_seed": np.int64(SEED),
+        "weights_sha256": np.array(weights_digest({k: v for k, v in sd.items() if "fc" not in k})),
+    }
+    # Smooth colour fields with noise, quantised like real images (uint8 NHWC).
+    coarse = rng.uniform(0, 255, (4, 5, 5, 3)).repeat(8, 1).repeat(8, 2)[:, :32, :32]
+    images = np.clip(coarse + 40 * rng.standard_normal(coarse.shape), 0, 255).astype(np.uint8)
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    with torch.no_grad():
+        feats = model(x)[0].squeeze(3).squeeze(2).numpy()
+    arrays.update(images=images, pool3=feats)
+
+    # The resize alone, growing and shrinking along each axis (no antialiasing).
+    small = rng.uniform(-1, 1, (2, 3, 40, 37)).astype(np.float32)
+    arrays["resize_in"] = small
+    for h, w in ((29, 17), (61, 80), (40, 37)):
+        out = F.interpolate(torch.from_numpy(small), (h, w), mode="bilinear", align_corners=False)
+        arrays[f"resize_{h}x{w}"] = out.numpy()
+
+    # The Fréchet distance of two Gaussians fitted to correlated features.
+    a = rng.standard_normal((600, 64)) @ rng.standard_normal((64, 64)) * 0.3
+    b = rng.standard_normal((600, 64)) @ rng.standard_normal((64, 64)) * 0.3 + 0.2
+    stats = [(f.mean(0), np.cov(f, rowvar=False)) for f in (a, b)]
+    arrays.update(mu1=stats[0][0], sigma1=stats[0][1], mu2=stats[1][0], sigma2=stats[1][1])
+    arrays["fid"] = np.float64(
+        pytorch_fid.fid_score.calculate_frechet_distance(*stats[0], *stats[1])
+    )
+    np.savez_compressed(OUT / "fid_ref.npz", **arrays)
+    print(
+        "wrote", OUT / "fid_ref.npz", "pool3 mean |f|", np.abs(feats).mean(), "fid", arrays["fid"]
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["ssim"], help="write one fixture (default all)")
+    parser.add_argument("--only", choices=["ssim", "fid"], help="write one fixture (default all)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "ssim"):
         write_ssim()
+    if args.only in (None, "fid"):
+        write_fid()
 
 
 if __name__ == "__main__":

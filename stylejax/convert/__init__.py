@@ -10,6 +10,7 @@ psp, variables = load_pretrained("psp_ffhq")                  # stylejax.models.
 convert("restyle_psp_ffhq_encode.pt", "restyle")              # ReStyle / e4e too
 restyle_model, variables = load_pretrained("restyle")         # stylejax.models.restyle.ReStyle
 convert("alex.pth", "lpips_alex", lpips_backbone="alexnet-owt-7be5be79.pth")  # LPIPS
+convert("pt_inception-2015-12-05-6726825d.pth", "inception")  # the FID Inception
 """
 
 import json
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from stylejax.convert import lpips, psp, readers, restyle, sean, stylegan2
+from stylejax.convert import inception, lpips, psp, readers, restyle, sean, stylegan2
 from stylejax.convert.readers import CheckpointError
 
 CONFIG_FILE = "config.json"
@@ -40,6 +41,8 @@ def convert(
     StyleGAN2 network and is ignored by single-network formats (pSp, ArcFace, LPIPS).
     LPIPS heads files need the torchvision backbone file as `lpips_backbone`."""
     obj = readers.load_checkpoint(src)
+    if inception.detect_format(obj) == "inception":
+        return convert_inception(src, out_dir, overwrite, obj=obj)
     if lpips.detect_format(obj) != "unknown" or lpips_backbone is not None:
         return convert_lpips(src, out_dir, lpips_backbone, overwrite, obj=obj)
     family = restyle.detect_format(obj)
@@ -94,6 +97,12 @@ def convert_sean(src, out_dir, overwrite: bool = False, obj=None) -> dict[str, A
     }
     save_converted(out_dir, {name: variables}, meta, overwrite=overwrite)
     return meta
+
+
+def convert_inception(src, out_dir, overwrite: bool = False, obj=None) -> dict[str, Any]:
+    """pytorch-fid's FID Inception state dict → one network 'inception'."""
+    config, variables = inception.read_inception(str(src), obj)
+    return _save_single(src, out_dir, "inception", config, variables, overwrite)
 
 
 def _save_single(src, out_dir, family, config, variables, overwrite):
@@ -194,6 +203,7 @@ _BUILDERS = {
     "psp": psp.build_psp,
     "arcface": psp.build_arcface,
     "lpips": lpips.build_lpips,
+    "inception": inception.build_inception,
     "restyle": restyle.build_restyle,
     "e4e": restyle.build_e4e,
     "sean_generator": sean.build_generator,
