@@ -11,6 +11,7 @@ convert("restyle_psp_ffhq_encode.pt", "restyle")              # ReStyle / e4e to
 restyle_model, variables = load_pretrained("restyle")         # stylejax.models.restyle.ReStyle
 convert("alex.pth", "lpips_alex", lpips_backbone="alexnet-owt-7be5be79.pth")  # LPIPS
 convert("pt_inception-2015-12-05-6726825d.pth", "inception")  # the FID Inception
+convert("100000_nets_ema.ckpt", "l2m_smile")                  # L2M-GAN (stylejax.models.l2m)
 """
 
 import json
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from stylejax.convert import inception, lpips, psp, readers, restyle, sean, stylegan2
+from stylejax.convert import inception, l2m, lpips, psp, readers, restyle, sean, stylegan2
 from stylejax.convert.readers import CheckpointError
 
 CONFIG_FILE = "config.json"
@@ -43,6 +44,8 @@ def convert(
     obj = readers.load_checkpoint(src)
     if inception.detect_format(obj) == "inception":
         return convert_inception(src, out_dir, overwrite, obj=obj)
+    if l2m.detect_format(obj) == "l2m":
+        return convert_l2m(src, out_dir, overwrite, obj=obj)
     if lpips.detect_format(obj) != "unknown" or lpips_backbone is not None:
         return convert_lpips(src, out_dir, lpips_backbone, overwrite, obj=obj)
     family = restyle.detect_format(obj)
@@ -71,6 +74,12 @@ def convert_restyle(src, out_dir, overwrite: bool = False, obj=None) -> dict[str
     read = restyle.read_e4e if family == "e4e" else restyle.read_restyle
     config, variables = read(str(src), obj)
     return _save_single(src, out_dir, config["family"], config, variables, overwrite)
+
+
+def convert_l2m(src, out_dir, overwrite: bool = False, obj=None) -> dict[str, Any]:
+    """L2M-GAN nets_ema checkpoint → one network 'l2m' (generator, style encoder, FAN)."""
+    config, variables = l2m.read_l2m(str(src), obj)
+    return _save_single(src, out_dir, "l2m", config, variables, overwrite)
 
 
 def convert_arcface(src, out_dir, overwrite: bool = False, obj=None) -> dict[str, Any]:
@@ -208,6 +217,7 @@ _BUILDERS = {
     "e4e": restyle.build_e4e,
     "sean_generator": sean.build_generator,
     "sean_discriminator": sean.build_discriminator,
+    "l2m": l2m.build_l2m,
 }
 
 
