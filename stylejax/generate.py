@@ -65,6 +65,28 @@ def class_labels(G, class_idx: int | None, n: int) -> np.ndarray | None:
     return c
 
 
+def save_npy(path, array) -> Path:
+    """Writes one array as .npy atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, np.asarray(array))
+    tmp.replace(path)
+    return path
+
+
+def save_npz(path, arrays: dict) -> Path:
+    """Writes named arrays as .npz atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+    tmp.replace(path)
+    return path
+
+
 def load_latents(path, G) -> tuple[np.ndarray, str]:
     """Reads latents from .npy or .npz (key z, w or ws, or a single array) and says which space
     they are in from their shape: [N, z_dim] → 'z' (also [N, w_dim] with key 'w'),
@@ -109,26 +131,33 @@ def _synthesize(G, variables, ws, noise_mode, key):
 
 
 class Progress:
-    """A one-line text progress bar with rate and ETA on stderr (no dependency)."""
+    """A one-line text progress bar with rate and ETA on stderr (no dependency). The clock
+    starts at the first update, so compilation before it does not distort the rate."""
 
     def __init__(self, total: int, desc: str = "", unit: str = "it", stream=None):
         self.total, self.desc, self.unit = total, desc, unit
         self.stream = stream or sys.stderr
-        self.start = time.time()
+        self.start = self.first = None
+        self.last_draw = 0.0
 
     def __call__(self, done: int, total: int | None = None, extra: str = ""):
         total = total or self.total
-        elapsed = max(time.time() - self.start, 1e-9)
-        rate = done / elapsed
-        eta = (total - done) / rate if rate > 0 else float("inf")
+        now = time.time()
+        if self.start is None:
+            self.start, self.first = now, done
+        if done < total and now - self.last_draw < 0.2:
+            return  # redraw at most five times a second
+        self.last_draw = now
+        elapsed = now - self.start
+        rate = (done - self.first) / elapsed if elapsed > 0 else 0.0
+        eta = f"{(total - done) / rate:.0f}s" if rate > 0 else "?"
         filled = int(30 * done / max(total, 1))
-        bar = "#" * filled + "." * (30 - filled)
         self.stream.write(
-            f"\r{self.desc} [{bar}] {done}/{total} {self.unit} "
-            f"({rate:.1f}/s, ETA {eta:.0f}s){extra and ' ' + extra}"
+            f"\r{self.desc} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {self.unit} "
+            f"({rate:.1f}/s, ETA {eta}){extra and ' ' + extra}"
         )
         if done >= total:
-            self.stream.write(f" done in {elapsed:.1f}s\n")
+            self.stream.write("\n")
         self.stream.flush()
 
 
