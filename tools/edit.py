@@ -1,0 +1,155 @@
+"""Edits StyleGAN2 latents along a direction and writes a strength sweep as a strip.
+
+  # SeFa direction 0 on the coarse W+ entries, seeds 0-3, strengths -5 … 5 in 7 steps
+  python tools/edit.py --seeds 0-3 --trunc 0.7 --sefa 0 --layers 0-3 --strengths=-5:5:7 \\
+      --out out/sefa0.png
+  # GANSpace PCA component 2 (strength in standard deviations) on projected latents
+  python tools/edit.py --latents out/proj/latents.npy --pca 2 --strengths=-3:3:7 --out pca2.png
+  # a direction file: .npy, or .pt (InterFaceGAN/e4e tensors, rosinality factor files with
+  # --component, GANSpace dictionaries with --component)
+  python tools/edit.py --seeds 5 --direction smile.pt --strengths=-3,0,3 --out smile.png
+  # fit an InterFaceGAN-style direction from W codes [N, w_dim] and labels [N] (0/1, or
+  # scores: the top and bottom --fit-fraction become the classes), save and apply it
+  python tools/edit.py --seeds 0-3 --fit w.npy labels.npy --save-direction attr.npy --out a.png
+
+Latents come from --seeds (mapped, optionally truncated) or --latents (z [N, z_dim] or W+
+[N, num_ws, w_dim] from tools/project.py or an encoder). One row per latent, one column per
+strength. --layers limits the edit to some W+ entries (as GANSpace edits are given).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from stylejax import editing, images
+from stylejax import generate as gen
+from stylejax.convert import load_pretrained
+from stylejax.convert.readers import CheckpointError
+
+SHIPPED = Path(__file__).resolve().parents[1] / "stylejax" / "pretrained" / "synthetic64"
+
+
+def parse_strengths(text: str) -> np.ndarray:
+    """'-3:3:7' → 7 evenly spaced values from -3 to 3; '-2,0,2' → those values."""
+    try:
+        if ":" in text:
+            start, stop, num = text.split(":")
+            return np.linspace(float(start), float(stop), int(num))
+        return np.asarray([float(t) for t in text.split(",")])
+    except ValueError:
+        raise ValueError(f"--strengths must be START:STOP:COUNT or a list a,b,c; got {text!r}")
+
+
+def load_fit_data(latents_path, labels_path, fraction):
+    lat = np.load(latents_path)
+    scores = np.load(labels_path).reshape(-1)
+    if np.isin(scores, (0, 1)).all():
+        return lat, scores
+    idx, labels = editing.labels_from_scores(scores, fraction)
+    print(f"labels are scores: fitting on the top and bottom {fraction:.0%} ({len(idx)} codes)")
+    return lat[idx], labels
+
+
+def choose_direction(args, G, variables) -> tuple[np.ndarray, str]:
+    given = [args.direction, args.sefa, args.pca, args.fit]
+    if sum(x is not None for x in given) != 1:
+        raise ValueError("pass exactly one of --direction, --sefa, --pca and --fit")
+    if args.direction:
+        d = editing.load_direction(args.direction, args.component)
+        return editing.check_direction(d, G), f"direction {args.direction}"
+    if args.sefa is not None:
+        layers = gen.parse_range(args.layers) if args.layers else None
+        dirs, eig = editing.sefa(G, variables, layers)
+        print(f"SeFa eigenvalues (top 5): {[round(float(e), 3) for e in eig[:5]]}")
+        return dirs[args.sefa], f"SeFa direction {args.sefa}"
+    if args.pca is not None:
+        pca = editing.ganspace_pca(G, variables, args.pca_samples)
+        print(f"GANSpace PCA stds (top 5): {[round(float(s), 3) for s in pca.stds[:5]]}")
+        return pca.direction(args.pca), f"PCA component {args.pca} (strength in σ)"
+    latents, labels = load_fit_data(*args.fit, args.fit_fraction)
+    if latents.ndim == 3:
+        latents = latents[:, 0]
+    b = editing.fit_direction(latents, labels)
+    print(f"fitted direction: training accuracy {b.accuracy:.1%} on {len(labels)} codes")
+    return b.direction, "fitted direction"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--network",
+        default=str(SHIPPED),
+        help="converted generator directory (default: the shipped synthetic64 generator)",
+    )
+    parser.add_argument("--which", default=None, help="network in the checkpoint (default g_ema)")
+    src = parser.add_argument_group("latents to edit (one of)")
+    src.add_argument("--seeds", help="seeds, e.g. 0-3")
+    src.add_argument("--latents", help=".npy/.npz with z or W+ latents")
+    src.add_argument("--trunc", type=float, default=1.0, help="truncation ψ for --seeds")
+    how = parser.add_argument_group("direction (one of)")
+    how.add_argument("--direction", help="direction file (.npy/.npz/.pt)")
+    how.add_argument("--component", type=int, help="row of a stacked direction file")
+    how.add_argument("--sefa", type=int, metavar="K", help="SeFa eigenvector K (0 = strongest)")
+    how.add_argument("--pca", type=int, metavar="K", help="GANSpace principal component K")
+    how.add_argument("--pca-samples", type=int, default=20000, help="samples for the PCA")
+    how.add_argument(
+        "--fit", nargs=2, metavar=("LATENTS", "LABELS"), help="fit from codes and labels (.npy)"
+    )
+    how.add_argument("--fit-fraction", type=float, default=0.02, help="for score labels")
+    parser.add_argument("--strengths", default="-3:3:7", help="START:STOP:COUNT or a,b,c")
+    parser.add_argument("--layers", help="W+ entries to edit (default all), e.g. 0-5")
+    parser.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
+    parser.add_argument("--out", required=True, help="strip PNG: rows latents, columns strengths")
+    parser.add_argument("--save-direction", help="write the direction used as .npy")
+    parser.add_argument("--save-latents", help="write the edited W+ codes [S, N, …] as .npy")
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def run(args):
+    G, variables = load_pretrained(args.network, args.which)
+    if not hasattr(G, "num_ws"):
+        raise ValueError(f"{args.network}: holds a {type(G).__name__}, not a StyleGAN2 generator")
+    if (args.seeds is None) == (args.latents is None):
+        raise ValueError("pass exactly one of --seeds and --latents")
+    if args.seeds is not None:
+        z = gen.z_from_seeds(gen.parse_range(args.seeds), G.z_dim)
+        ws = gen.map_to_ws(G, variables, z, truncation_psi=args.trunc)
+    else:
+        latents, space = gen.load_latents(args.latents, G)
+        ws = gen.to_ws(G, variables, latents, space, truncation_psi=args.trunc)
+    strengths = parse_strengths(args.strengths)
+    direction, what = choose_direction(args, G, variables)
+    layers = gen.parse_range(args.layers) if args.layers else None
+    imgs = editing.strength_sweep(
+        G,
+        variables,
+        ws,
+        direction,
+        strengths,
+        layers,
+        args.noise_mode,
+        progress=gen.Progress(len(ws) * len(strengths), "editing", "images"),
+    )
+    images.save_grid(imgs.reshape(-1, *imgs.shape[2:]), args.out, cols=len(strengths), pad=1)
+    if args.save_direction:
+        gen.save_npy(args.save_direction, direction)
+    if args.save_latents:
+        gen.save_npy(args.save_latents, editing.apply_direction(ws, direction, strengths, layers))
+    print(
+        f"wrote {args.out}: {len(ws)} latents × strengths {np.round(strengths, 3).tolist()} "
+        f"along the {what}"
+    )
+
+
+if __name__ == "__main__":
+    main()
