@@ -55,7 +55,7 @@ def load_target(path, resolution: int) -> np.ndarray:
     w, h = img.size
     s = min(w, h)
     img = img.crop(((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2))
-    img = img.resize((resolution, resolution), Image.LANCZOS)
+    img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
     return np.asarray(img, np.float32) / 127.5 - 1
 
 
