@@ -17,6 +17,7 @@ Landmarks come from a file (`read_landmarks`) or from dlib's 68-point predictor
 face-recognition-models package that ships the predictor; see docs/tools.md for its licence).
 """
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -162,17 +163,28 @@ def read_landmarks(path) -> np.ndarray:
     return lm
 
 
+def predictor_path() -> Path:
+    """dlib's 68-point model file inside the face-recognition-models package (found without
+    importing it: its __init__ needs pkg_resources, which recent setuptools dropped)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise AlignmentError(f"{INSTALL_HINT} (face-recognition-models is not installed)")
+    path = Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
+    if not path.is_file():
+        raise AlignmentError(f"{path} is missing: reinstall face-recognition-models")
+    return path
+
+
 def detect_landmarks(image, upsample: int = 1) -> np.ndarray:
     """dlib's 68 landmarks [F, 68, 2] of every face found (largest first)."""
     try:
         import dlib
-        import face_recognition_models
     except ImportError as e:
         raise AlignmentError(f"{INSTALL_HINT} ({e})") from None
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
     pixels = np.asarray(img.convert("RGB"))
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    predictor = dlib.shape_predictor(str(predictor_path()))
     faces = sorted(detector(pixels, upsample), key=lambda r: -r.area())
     return np.asarray(
         [[(p.x, p.y) for p in predictor(pixels, face).parts()] for face in faces], np.float64
