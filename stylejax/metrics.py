@@ -257,6 +257,10 @@ class DataParallel:
             out_shardings=self.sharded,
         )
 
+    def put(self, constants):
+        """Replicates `constants` on the mesh once (a call with them then copies nothing)."""
+        return jax.device_put(constants, self.replicated)
+
     def __call__(self, constants, *arrays):
         n = arrays[0].shape[0]
         if not 0 < n <= self.local_batch or any(a.shape[0] != n for a in arrays):
@@ -272,7 +276,7 @@ class DataParallel:
             )
             for a in arrays
         )
-        out = self._fn(jax.device_put(constants, self.replicated), batch)
+        out = self._fn(self.put(constants), batch)
         if jax.process_count() > 1:
             out = multihost_utils.process_allgather(out, tiled=True)
         counts = [n]
@@ -316,6 +320,7 @@ def collect(parallel: DataParallel, constants, batches: Iterable, total: int, wh
     """Runs `parallel` over this process's batches (tuples of arrays, or one array each)
     until `total` rows over all processes are done; returns their concatenated results."""
     progress = Progress(what, total)
+    constants = parallel.put(constants)
     parts, done = [], 0
     for batch in batches:
         batch = batch if isinstance(batch, tuple) else (batch,)
