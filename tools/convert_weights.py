@@ -8,6 +8,7 @@
   python tools/convert_weights.py alex.pth lpips_alex \
       --lpips-backbone alexnet-owt-7be5be79.pth                                 # LPIPS (AlexNet)
   python tools/convert_weights.py vgg.pth lpips_vgg --lpips-backbone vgg16-397923af.pth
+  python tools/convert_weights.py pt_inception-2015-12-05-6726825d.pth inception  # FID
 
 The format and every architecture hyper-parameter are detected from the file. Neither
 torch nor tensorflow is needed, and the file is read with a restricted unpickler: a
@@ -45,6 +46,9 @@ def summarize(out_dir, meta):
             continue
         if net["kind"] == "arcface":
             lines.append(f"  {name}: IR-SE ArcFace {cfg}, {n:,} parameters")
+            continue
+        if net["kind"] == "inception":
+            lines.append(f"  {name}: FID Inception-v3 (pytorch-fid), {n:,} parameters")
             continue
         if net["kind"] == "lpips":
             lines.append(f"  {name}: LPIPS v0.1 with {cfg['net']} features, {n:,} parameters")
