@@ -1,0 +1,138 @@
+"""The thin CLIs tools/generate.py, project.py, edit.py, align_faces.py: --help explains,
+runs write their files, bad input gives a clear error (run in-process: the generator
+programs compiled by test_generate/test_editing are reused)."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import stylejax
+from stylejax import projection
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"
+LANDMARKS = ROOT / "tests" / "data" / "align" / "astronaut_landmarks.txt"
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tools():
+    return {n: _tool(n) for n in ("generate", "project", "edit", "align_faces")}
+
+
+@pytest.mark.parametrize(
+    "name, argv, phrases",
+    [
+        ("generate", ["--help"], ["images", "mix", "interp", "truncation"]),
+        ("generate", ["mix", "--help"], ["--layers", "W+ entries taken from the columns"]),
+        ("project", ["--help"], ["LPIPS", "latents.npy", "progress.png", "--space"]),
+        ("edit", ["--help"], ["--sefa", "--pca", "--fit", "--direction", "--strengths"]),
+        ("align_faces", ["--help"], ["FFHQ", "--landmarks", "stylejax[align]"]),
+    ],
+)
+def test_help_explains(tools, capsys, name, argv, phrases):
+    with pytest.raises(SystemExit) as e:
+        tools[name].main(argv)
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for phrase in phrases:
+        assert phrase in out, f"{name} {argv}: '{phrase}' missing from the help"
+
+
+def _error(tool, argv):
+    with pytest.raises(SystemExit) as e:
+        tool.main(argv)
+    return str(e.value.code)
+
+
+def test_generate_writes_images_and_grids(tools, tmp_path):
+    gen = tools["generate"]
+    gen.main(["images", "--seeds", "0-3", "--outdir", str(tmp_path / "g"), "--grid",
+              str(tmp_path / "grid.png")])  # fmt: skip
+    files = sorted(p.name for p in (tmp_path / "g").iterdir())
+    assert files == ["seed0000.png", "seed0001.png", "seed0002.png", "seed0003.png"]
+    assert Image.open(tmp_path / "grid.png").size == (2 * 64 + 1, 2 * 64 + 1)
+    assert "not a converted stylejax checkpoint" in _error(
+        gen, ["images", "--seeds", "0", "--grid", "x.png", "--network", str(tmp_path)]
+    )
+    assert "pass exactly one of --seeds and --latents" in _error(gen, ["images", "--grid", "x"])
+    assert "expected integers and ranges" in _error(gen, ["mix", "--rows", "a", "--cols", "1",
+                                                          "--out", "x.png"])  # fmt: skip
+
+
+def test_edit_writes_a_sweep(tools, tmp_path):
+    edit = tools["edit"]
+    edit.main(["--seeds", "0-1", "--sefa", "0", "--strengths=-2,2", "--out",
+               str(tmp_path / "e.png"), "--save-direction", str(tmp_path / "d.npy")])  # fmt: skip
+    assert Image.open(tmp_path / "e.png").size == (2 * 64 + 1, 2 * 64 + 1)
+    d = np.load(tmp_path / "d.npy")
+    assert d.shape == (64,) and abs(np.linalg.norm(d) - 1) < 1e-5
+    assert "exactly one of --direction, --sefa, --pca and --fit" in _error(
+        edit, ["--seeds", "0", "--out", "x.png"]
+    )
+    assert "direction file" in _error(
+        edit, ["--seeds", "0", "--direction", str(tmp_path / "no.npy"), "--out", "x.png"]
+    )
+    assert "--strengths must be START:STOP:COUNT" in _error(
+        edit, ["--seeds", "0", "--sefa", "0", "--strengths", "a:b", "--out", "x.png"]
+    )
+
+
+def test_project_writes_its_outputs(tools, tmp_path, monkeypatch):
+    """The tool's file handling around projection.project (the optimisation itself is
+    tested in test_projection.py), with a stand-in result."""
+    target = np.full((80, 100, 3), 128, np.uint8)
+    Image.fromarray(target).save(tmp_path / "face.png")
+
+    def fake_project(G, variables, targets, config, lpips, seed, progress=None):
+        assert targets.shape == (1, 64, 64, 3) and abs(targets.mean()) < 0.01  # cropped, scaled
+        n, steps = len(targets), config.num_steps
+        progress(steps - 1, np.zeros(n))
+        return projection.ProjectionResult(
+            ws=np.zeros((n, G.num_ws, G.w_dim)),
+            noise={"b4/conv1": np.zeros((n, 4, 4))},
+            images=np.asarray(targets),
+            snapshots=np.zeros((config.num_snapshots,) + targets.shape),
+            snapshot_steps=np.arange(1, config.num_snapshots + 1),
+            distances=np.ones((steps, n)),
+            distance="mse",
+        )
+
+    monkeypatch.setattr(projection, "project", fake_project)
+    out = tmp_path / "proj"
+    tools["project"].main([str(tmp_path / "face.png"), "--outdir", str(out), "--steps", "3"])
+    assert np.load(out / "latents.npy").shape == (1, 10, 64)
+    assert "b4/conv1" in np.load(out / "noise.npz").files
+    assert Image.open(out / "progress.png").size == (5 * 64 + 4, 64)  # target, 3 snaps, result
+    assert len((out / "distances.txt").read_text().splitlines()) == 4
+    (tmp_path / "notes.png").write_text("not an image")
+    assert "notes.png: cannot read as an image" in _error(
+        tools["project"], [str(tmp_path / "notes.png"), "--outdir", str(out)]
+    )
+    assert "does not exist" in _error(tools["project"], ["nope.png", "--outdir", str(out)])
+
+
+def test_align_faces_from_a_landmark_file(tools, tmp_path):
+    photo = np.random.default_rng(0).integers(0, 255, (512, 512, 3), np.uint8)
+    Image.fromarray(photo).save(tmp_path / "astronaut.png")
+    tools["align_faces"].main([str(tmp_path / "astronaut.png"), "--landmarks", str(LANDMARKS),
+                               "--outdir", str(tmp_path / "al"), "--size", "32"])  # fmt: skip
+    assert Image.open(tmp_path / "al" / "astronaut_aligned.png").size == (32, 32)
+    assert "pass exactly one image" in _error(
+        tools["align_faces"],
+        ["a.png", "b.png", "--landmarks", str(LANDMARKS), "--outdir", str(tmp_path)],
+    )
+    (tmp_path / "lm.txt").write_text("1 2\n")
+    assert "expected 68 (x, y) landmarks" in _error(
+        tools["align_faces"],
+        [str(tmp_path / "astronaut.png"), "--landmarks", str(tmp_path / "lm.txt"), "--outdir", "x"],
+    )
