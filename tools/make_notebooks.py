@@ -1,0 +1,334 @@
+"""Writes the Colab demos notebooks/*.ipynb (nbformat 4 JSON, no outputs) from the cell
+sources below, so the notebooks are reviewed as code and regenerated, not edited by hand.
+
+  python tools/make_notebooks.py            # rewrite notebooks/
+  python tools/make_notebooks.py --check    # fail when a notebook differs from this script
+
+Every notebook runs top to bottom offline against the shipped synthetic64 generator; with
+STYLEJAX_NOTEBOOK_TINY=1 (what tests/test_notebooks.py sets) the expensive settings shrink.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "notebooks"
+
+SETUP = '''\
+# Setup. In Colab: upload this repository (or mount Drive) to /content/stylejax, or set
+# STYLEJAX_DIR; the cell installs it. Locally it uses the checkout the notebook is in.
+import os
+import sys
+import subprocess
+from pathlib import Path
+
+try:
+    import stylejax  # noqa: F401
+except ImportError:
+    repo = Path(os.environ.get("STYLEJAX_DIR", "/content/stylejax"))
+    if not (repo / "setup.cfg").is_file():
+        repo = Path.cwd().parent  # notebooks/ inside a checkout
+    if not (repo / "setup.cfg").is_file():
+        raise SystemExit("put the stylejax repository at /content/stylejax (or set STYLEJAX_DIR)")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", str(repo)], check=True)
+    sys.path.insert(0, str(repo))
+
+import numpy as np
+import stylejax
+from stylejax import images
+
+TINY = os.environ.get("STYLEJAX_NOTEBOOK_TINY") == "1"  # the tests' small settings
+SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"
+OUT_DIR = Path(os.environ.get("STYLEJAX_NOTEBOOK_OUT", "notebook_outputs"))
+
+
+def show(imgs, cols=None, name="image"):
+    """Shows NHWC images in [-1, 1] (or one uint8 array) as a grid; also saves a PNG."""
+    arr = np.asarray(imgs)
+    grid = arr if arr.dtype == np.uint8 and arr.ndim == 3 else images.make_grid(arr, cols, pad=1)
+    path = images.save_image(grid, OUT_DIR / f"{name}.png")
+    try:
+        from IPython.display import display
+        from PIL import Image
+
+        display(Image.fromarray(grid))
+    except ImportError:
+        print(f"saved {path}")
+'''
+
+QUICKSTART = [
+    (
+        "md",
+        """\
+# stylejax quickstart: convert, generate, mix styles, interpolate
+
+StyleGAN2 in JAX/Flax. This notebook converts an official checkpoint if you give one (or
+uses the small synthetic-faces generator shipped with the package), then generates images
+with truncation, draws a style-mixing grid and interpolation strips. It runs offline, on a
+CPU too. The same functions back `tools/generate.py` (see docs/tools.md).""",
+    ),
+    ("code", SETUP),
+    (
+        "md",
+        """\
+## A generator
+
+Set `CHECKPOINT` to an uploaded file (`stylegan2-ffhq-config-f.pkl` from NVIDIA, a
+stylegan2-ada-pytorch `.pkl` or a rosinality `.pt`; in Colab use the file browser or
+`google.colab.files.upload()`). It is converted once (no torch needed) into
+`converted/`. Left empty, the shipped 64 px synthetic-faces generator is used.""",
+    ),
+    (
+        "code",
+        """\
+from stylejax.convert import convert, load_pretrained
+
+CHECKPOINT = ""  # e.g. "/content/stylegan2-ffhq-config-f.pkl"
+NETWORK = SHIPPED
+if CHECKPOINT:
+    NETWORK = Path("converted")
+    if not NETWORK.exists():
+        print(convert(CHECKPOINT, NETWORK)["networks"].keys())
+G, variables = load_pretrained(NETWORK)
+print(f"{NETWORK}: {G.img_resolution} px, z {G.z_dim}, w {G.w_dim}, {G.num_ws} W+ entries")""",
+    ),
+    (
+        "md",
+        """\
+## Generate
+
+Seeds name the same z as the official `generate.py`. Truncation ψ pulls w towards the
+average w (less variety, fewer artefacts); the last image of each row is ψ = 0, the average
+face.""",
+    ),
+    (
+        "code",
+        """\
+from stylejax import generate as gen
+
+seeds = list(range(4 if TINY else 8))
+z = gen.z_from_seeds(seeds, G.z_dim)
+rows = [gen.generate(G, variables, z, truncation_psi=psi, batch_size=4) for psi in (1.0, 0.7, 0.0)]
+show(np.concatenate(rows), cols=len(seeds), name="truncation")  # rows: ψ = 1, 0.7, 0""",
+    ),
+    (
+        "md",
+        """\
+## Style mixing
+
+Each cell takes the W+ entries in `layers` from its column's seed and the rest from its
+row's seed. Low entries (coarse, 4–8 px) carry pose and head shape, high ones colours and
+fine texture.""",
+    ),
+    (
+        "code",
+        """\
+coarse = list(range(0, G.num_ws // 2 - 1))
+tiles = gen.style_mixing_grid(G, variables, [3, 4], [10, 11] if TINY else [10, 11, 12, 13],
+                              layers=coarse, truncation_psi=0.8)
+show(tiles.reshape(-1, *tiles.shape[2:]), cols=tiles.shape[1], name="style_mixing")""",
+    ),
+    (
+        "md",
+        """\
+## Interpolation
+
+Linear interpolation in W (what the StyleGAN videos show) and spherical interpolation in
+Z between the same seeds.""",
+    ),
+    (
+        "code",
+        """\
+steps = 2 if TINY else 6
+key_z = gen.z_from_seeds([3, 7, 12], G.z_dim)
+w_strip = gen.interpolate(G, variables, key_z, steps=steps, space="w", batch_size=4)
+z_strip = gen.interpolate(G, variables, key_z, steps=steps, space="z", batch_size=4)
+show(np.concatenate([w_strip, z_strip]), cols=len(w_strip), name="interpolation")""",
+    ),
+    (
+        "md",
+        """\
+Next: `inversion_and_editing.ipynb` projects an image into the generator and edits it.
+From the shell: `python tools/generate.py images --seeds 0-15 --trunc 0.7 --grid out.png`.""",
+    ),
+]
+
+INVERSION = [
+    (
+        "md",
+        """\
+# Inversion and editing
+
+Project an image into the generator (the StyleGAN2 paper's optimisation: W or W+ plus the
+noise maps), then edit the latent along SeFa, GANSpace and fitted directions. The photo is
+`skimage.data.astronaut()` when scikit-image is installed (aligned with the FFHQ recipe from
+stored landmarks), else an image of the generator itself. With the shipped synthetic-faces
+generator a real photo cannot be reproduced: the results mean something only with real
+converted weights (FFHQ config-f); the mechanics are the same.""",
+    ),
+    ("code", SETUP),
+    (
+        "code",
+        """\
+from stylejax import align, editing, projection
+from stylejax import generate as gen
+from stylejax.convert import load_pretrained
+
+NETWORK = SHIPPED  # or a converted FFHQ generator directory
+G, variables = load_pretrained(NETWORK)
+R = G.img_resolution
+
+try:
+    from skimage import data
+    from PIL import Image
+
+    landmarks = Path(stylejax.__file__).parents[1] / "tests/data/align/astronaut_landmarks.txt"
+    face = align.align_face(data.astronaut(), align.read_landmarks(landmarks)[0], output_size=256)
+    photo = np.asarray(face.resize((R, R), Image.Resampling.LANCZOS), np.float32) / 127.5 - 1
+    print("target: the astronaut photo, FFHQ-aligned")
+except (ImportError, FileNotFoundError):
+    photo = None
+    print("scikit-image not installed: projecting generated images only")
+
+# A generated image has a known latent: projection should find it again.
+ws_true = gen.map_to_ws(G, variables, gen.z_from_seeds([101, 202], G.z_dim), truncation_psi=0.7)
+targets = gen.synthesize(G, variables, ws_true)
+if photo is not None:
+    targets[1] = photo
+show(targets, name="targets")""",
+    ),
+    (
+        "md",
+        """\
+## Projection
+
+`projection.project` runs all steps of all images in one compiled loop. Pass
+`lpips=load_pretrained("weights/lpips_vgg")` (converted from the `lpips` package's
+`vgg.pth` and torchvision's VGG16) for the paper's LPIPS distance; without it the distance is
+the pixel MSE, and a warning says so.""",
+    ),
+    (
+        "code",
+        """\
+from stylejax import metrics
+
+config = projection.ProjectionConfig(
+    num_steps=50 if TINY else 300, optimize_noise=False, w_avg_samples=2000, num_snapshots=5
+)
+result = projection.project(G, variables, targets, config)
+print("PSNR (dB):", np.round(np.asarray(metrics.psnr(result.images, targets)), 2))
+strip = np.concatenate([targets[:, None], result.snapshots.transpose(1, 0, 2, 3, 4),
+                        result.images[:, None]], axis=1)
+show(strip.reshape(-1, *strip.shape[2:]), cols=strip.shape[1], name="projection")""",
+    ),
+    (
+        "md",
+        """\
+## Edits
+
+SeFa directions come in closed form from the generator's style weights; GANSpace
+directions are principal axes of W; strengths sweep from negative to positive.""",
+    ),
+    (
+        "code",
+        """\
+ws = result.ws
+strengths = np.linspace(-5, 5, 4 if TINY else 7)
+dirs, eigenvalues = editing.sefa(G, variables, layers=range(4))
+sefa_strip = editing.strength_sweep(G, variables, ws[:1], dirs[0], strengths, layers=range(4))
+pca = editing.ganspace_pca(G, variables, num_samples=2000 if TINY else 20000)
+pca_strip = editing.strength_sweep(G, variables, ws[:1], pca.direction(0), strengths / 2)
+show(np.concatenate([sefa_strip[0], pca_strip[0]]), cols=len(strengths), name="edits")""",
+    ),
+    (
+        "md",
+        """\
+## A direction fitted from labels (InterFaceGAN-style)
+
+Label sampled faces with any attribute score, keep the extremes and fit a linear boundary
+in W; its normal is the edit. Here the score is a measurable stand-in for an attribute
+classifier: how much brighter the top of the image (hair) is than its centre (face).""",
+    ),
+    (
+        "code",
+        """\
+n = 64 if TINY else 1000
+z, w = editing.sample_w(G, variables, n, seed=5)
+imgs = gen.synthesize(G, variables, np.repeat(w[:, None], G.num_ws, axis=1), batch_size=4)
+score = imgs[:, : R // 5].mean(axis=(1, 2, 3)) - imgs[:, 2 * R // 5 : 3 * R // 5].mean(axis=(1, 2, 3))
+idx, labels = editing.labels_from_scores(score, fraction=0.1)
+boundary = editing.fit_direction(w[idx], labels)
+print(f"boundary fitted on {len(idx)} codes, training accuracy {boundary.accuracy:.0%}")
+fit_strip = editing.strength_sweep(G, variables, ws[:1], boundary.direction, strengths)
+show(fit_strip[0], cols=len(strengths), name="fitted_edit")""",
+    ),
+    (
+        "md",
+        """\
+From the shell: `tools/project.py`, `tools/edit.py --sefa/--pca/--fit/--direction` and
+`tools/align_faces.py` do the same (docs/tools.md).""",
+    ),
+]
+
+NOTEBOOKS = {"quickstart.ipynb": QUICKSTART, "inversion_and_editing.ipynb": INVERSION}
+
+
+def notebook(cells) -> dict:
+    out = []
+    for kind, source in cells:
+        lines = source.splitlines(keepends=True)
+        if kind == "md":
+            out.append({"cell_type": "markdown", "metadata": {}, "source": lines})
+        else:
+            out.append(
+                {
+                    "cell_type": "code",
+                    "execution_count": None,
+                    "metadata": {},
+                    "outputs": [],
+                    "source": lines,
+                }
+            )
+    return {
+        "cells": out,
+        "metadata": {
+            "accelerator": "GPU",
+            "colab": {"provenance": []},
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 4,
+    }
+
+
+def render(cells) -> str:
+    return json.dumps(notebook(cells), indent=1, ensure_ascii=False) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, cells in NOTEBOOKS.items():
+        path, text = OUT / name, render(cells)
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(name)
+            continue
+        OUT.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        print(f"wrote {path}")
+    if stale:
+        sys.exit(f"stale notebooks (run python tools/make_notebooks.py): {stale}")
+
+
+if __name__ == "__main__":
+    main()
