@@ -24,6 +24,22 @@ import numpy as np
 from stylejax.models import stylegan2 as sg
 
 SPACES = ("z", "w", "w+")
+# The 64 px synthetic-faces generator shipped with the package: the tools' default network.
+SHIPPED = Path(__file__).resolve().parent / "pretrained" / "synthetic64"
+
+
+def load_generator(path=SHIPPED, which: str | None = None):
+    """(G, variables) of a converted or exported StyleGAN2 generator directory, or a clear
+    error when the directory holds another kind of network."""
+    from stylejax.convert import CheckpointError, load_pretrained
+
+    G, variables = load_pretrained(path, which)
+    if not isinstance(G, sg.Generator):
+        raise CheckpointError(
+            f"{path}: holds a {type(G).__name__}, not a StyleGAN2 generator "
+            "(pick one with --which, e.g. g_ema)"
+        )
+    return G, variables
 
 
 def parse_range(text: str) -> list[int]:

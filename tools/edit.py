@@ -27,10 +27,7 @@ import numpy as np
 
 from stylejax import editing, images
 from stylejax import generate as gen
-from stylejax.convert import load_pretrained
 from stylejax.convert.readers import CheckpointError
-
-SHIPPED = Path(__file__).resolve().parents[1] / "stylejax" / "pretrained" / "synthetic64"
 
 
 def parse_strengths(text: str) -> np.ndarray:
@@ -84,7 +81,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--network",
-        default=str(SHIPPED),
+        default=str(gen.SHIPPED),
         help="converted generator directory (default: the shipped synthetic64 generator)",
     )
     parser.add_argument("--which", default=None, help="network in the checkpoint (default g_ema)")
@@ -116,9 +113,7 @@ def main(argv=None):
 
 
 def run(args):
-    G, variables = load_pretrained(args.network, args.which)
-    if not hasattr(G, "num_ws"):
-        raise ValueError(f"{args.network}: holds a {type(G).__name__}, not a StyleGAN2 generator")
+    G, variables = gen.load_generator(args.network, args.which)
     if (args.seeds is None) == (args.latents is None):
         raise ValueError("pass exactly one of --seeds and --latents")
     if args.seeds is not None:

@@ -26,16 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stylejax import generate as gen
 from stylejax import images
-from stylejax.convert import load_pretrained
 from stylejax.convert.readers import CheckpointError
-
-SHIPPED = Path(__file__).resolve().parents[1] / "stylejax" / "pretrained" / "synthetic64"
 
 
 def add_common(parser):
     parser.add_argument(
         "--network",
-        default=str(SHIPPED),
+        default=str(gen.SHIPPED),
         help="converted generator directory (default: the shipped synthetic64 generator)",
     )
     parser.add_argument("--which", default=None, help="network in the checkpoint (default g_ema)")
@@ -49,16 +46,6 @@ def add_common(parser):
     parser.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
     parser.add_argument("--seed", type=int, default=0, help="seed of random noise maps")
     parser.add_argument("--batch", type=int, default=16, help="images per device batch")
-
-
-def load_generator(args):
-    G, variables = load_pretrained(args.network, args.which)
-    if not hasattr(G, "num_ws"):
-        raise ValueError(
-            f"{args.network}: holds a {type(G).__name__}, not a StyleGAN2 generator "
-            "(pick one with --which, e.g. g_ema)"
-        )
-    return G, variables
 
 
 def cmd_images(args, G, variables):
@@ -170,7 +157,7 @@ def main(argv=None):
 
     args = parser.parse_args(argv)
     try:
-        G, variables = load_generator(args)
+        G, variables = gen.load_generator(args.network, args.which)
         args.run(args, G, variables)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None

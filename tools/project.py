@@ -38,8 +38,6 @@ from stylejax.convert.readers import CheckpointError
 from stylejax.metrics import psnr
 from stylejax.models.lpips import LPIPS
 
-SHIPPED = Path(__file__).resolve().parents[1] / "stylejax" / "pretrained" / "synthetic64"
-
 
 def load_target(path, resolution: int) -> np.ndarray:
     """Image file → [R, R, 3] in [-1, 1]: centre square crop, Lanczos resize (as the official
@@ -67,7 +65,7 @@ def main(argv=None):
     parser.add_argument("--outdir", required=True, help="where the results go")
     parser.add_argument(
         "--network",
-        default=str(SHIPPED),
+        default=str(gen.SHIPPED),
         help="converted generator directory (default: the shipped synthetic64 generator)",
     )
     parser.add_argument("--which", default=None, help="network in the checkpoint (default g_ema)")
@@ -88,9 +86,7 @@ def main(argv=None):
 
 
 def run(args):
-    G, variables = load_pretrained(args.network, args.which)
-    if not hasattr(G, "num_ws"):
-        raise ValueError(f"{args.network}: holds a {type(G).__name__}, not a StyleGAN2 generator")
+    G, variables = gen.load_generator(args.network, args.which)
     lpips = None
     if args.lpips:
         lpips = load_pretrained(args.lpips)
