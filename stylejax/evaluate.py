@@ -340,13 +340,15 @@ def evaluate(
         "devices": jax.device_count(),
         "seconds": round(time.perf_counter() - start, 1),
     }
+    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+    writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
     if jax.process_index() == 0:
         out = Path(workdir) / "metrics"
         _write_json(out / f"metrics-{step:07d}.json", report)
         if first_images is not None:
-            images.save_grid(first_images, out / f"samples-{step:07d}.png", pad=1)
-    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-    writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
+            grid = images.make_grid(first_images, pad=1)
+            images.save_image(grid, out / f"samples-{step:07d}.png")
+            writer.write_images(step, {"eval/samples": grid[None]})
     writer.flush()
     return report
 

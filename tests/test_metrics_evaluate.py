@@ -70,6 +70,18 @@ def test_missing_frozen_networks_name_the_file_and_the_command(tmp_path):
     assert "tools/convert_weights.py pt_inception-2015-12-05-6726825d.pth" in proc.stderr
 
 
+def test_load_generator_sources():
+    G, variables, source, step = evaluate.load_generator(
+        ROOT / "stylejax" / "pretrained" / "synthetic64", None, "unused"
+    )
+    assert isinstance(G, sg.Generator) and G.img_resolution == 64 and step == 0
+    assert source.endswith("synthetic64") and "mapping" in variables["params"]
+    with pytest.raises(ValueError, match="give --generator=CONVERTED_DIR, or --config"):
+        evaluate.load_generator(None, None, "runs/x")
+    with pytest.raises(ValueError, match="config.method='psp': needs stylegan2"):
+        evaluate.load_generator(None, {"method": "psp"}, "runs/x")
+
+
 class _StandIn(nn.Module):
     """A small feature network in the Inception's place: NHWC in [-1, 1] → [N, 16]."""
 
