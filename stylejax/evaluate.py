@@ -1,4 +1,4 @@
-"""Evaluation metrics of a StyleGAN2 generator: FID, KID, precision/recall and PPL.
+r"""Evaluation metrics of a StyleGAN2 generator: FID, KID, precision/recall and PPL.
 
   python -m stylejax.evaluate --workdir=runs/s64 --config=configs/stylegan2.py:synthetic64 \
       --metrics=fid50k,kid50k,pr50k3,ppl_wend --inception=weights/inception \
@@ -12,7 +12,7 @@ another checkpoint). Metric names:
 
   fid{N}[k], kid{N}[k]   N generated images against min(N, split size) real ones
                          (fid50k, fid10k for quick checks, fid256 for a smoke test)
-  pr{N}[k][3]            improved precision and recall, k = 3 nearest neighbours
+  pr{N}[k3]              improved precision and recall, k = 3 nearest neighbours (pr50k3)
   ppl_{w|z}{end|full}[N[k]]  perceptual path length; W or Z space, end-point or full-path
                          sampling, 50k samples unless N says otherwise (ppl_wend: StyleGAN2's)
 
