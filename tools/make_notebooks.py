@@ -163,8 +163,10 @@ INVERSION = [
 
 Project an image into the generator (the StyleGAN2 paper's optimisation: W or W+ plus the
 noise maps), then edit the latent along SeFa, GANSpace and fitted directions. The photo is
+yours (set `IMAGE` to an uploaded file; aligned with dlib when installed) or
 `skimage.data.astronaut()` when scikit-image is installed (aligned with the FFHQ recipe from
-stored landmarks), else an image of the generator itself. With the shipped synthetic-faces
+stored landmarks); the first target is always an image of the generator itself, whose
+latent is known. With the shipped synthetic-faces
 generator a real photo cannot be reproduced: the results mean something only with real
 converted weights (FFHQ config-f); the mechanics are the same.""",
     ),
@@ -180,17 +182,33 @@ NETWORK = SHIPPED  # or a converted FFHQ generator directory
 G, variables = load_pretrained(NETWORK)
 R = G.img_resolution
 
-try:
-    from skimage import data
-    from PIL import Image
+from PIL import Image
 
-    landmarks = Path(stylejax.__file__).parents[1] / "tests/data/align/astronaut_landmarks.txt"
-    face = align.align_face(data.astronaut(), align.read_landmarks(landmarks)[0], output_size=256)
+# An uploaded photo, e.g. "/content/me.jpg"; empty: the astronaut or generated images.
+IMAGE = ""  # @param {type:"string"}
+photo = None
+if IMAGE:
+    face = Image.open(IMAGE).convert("RGB")
+    try:  # FFHQ alignment with dlib's landmarks when the align extra is installed
+        face = align.align_face(face, align.detect_landmarks(face)[0], output_size=256)
+    except (align.AlignmentError, IndexError) as e:
+        print(f"not aligned, centre-cropped instead ({e})")
+        side = min(face.size)
+        face = face.crop(((face.width - side) // 2, (face.height - side) // 2,
+                          (face.width + side) // 2, (face.height + side) // 2))
+else:
+    try:
+        from skimage import data
+
+        landmarks = Path(stylejax.__file__).parents[1] / "tests/data/align/astronaut_landmarks.txt"
+        lm = align.read_landmarks(landmarks)[0]
+        face = align.align_face(data.astronaut(), lm, output_size=256)
+        print("target: skimage's astronaut photo, FFHQ-aligned from stored landmarks")
+    except (ImportError, FileNotFoundError):
+        face = None
+        print("scikit-image not installed: projecting generated images only")
+if face is not None:
     photo = np.asarray(face.resize((R, R), Image.Resampling.LANCZOS), np.float32) / 127.5 - 1
-    print("target: the astronaut photo, FFHQ-aligned")
-except (ImportError, FileNotFoundError):
-    photo = None
-    print("scikit-image not installed: projecting generated images only")
 
 # A generated image has a known latent: projection should find it again.
 ws_true = gen.map_to_ws(G, variables, gen.z_from_seeds([101, 202], G.z_dim), truncation_psi=0.7)
@@ -229,13 +247,15 @@ show(strip.reshape(-1, *strip.shape[2:]), cols=strip.shape[1], name="projection"
 ## Edits
 
 SeFa directions come in closed form from the generator's style weights; GANSpace
-directions are principal axes of W; strengths sweep from negative to positive.""",
+directions are principal axes of W; strengths sweep from −STRENGTH to +STRENGTH (a slider
+in Colab). Rows: SeFa direction 0 on the coarse W+ entries, PCA component 0 (in σ).""",
     ),
     (
         "code",
         """\
 ws = result.ws
-strengths = np.linspace(-5, 5, 4 if TINY else 7)
+STRENGTH = 5.0  # @param {type:"slider", min:0.5, max:10, step:0.5}
+strengths = np.linspace(-STRENGTH, STRENGTH, 4 if TINY else 7)
 dirs, eigenvalues = editing.sefa(G, variables, layers=range(4))
 sefa_strip = editing.strength_sweep(G, variables, ws[:1], dirs[0], strengths, layers=range(4))
 pca = editing.ganspace_pca(G, variables, num_samples=2000 if TINY else 20000)
