@@ -30,7 +30,10 @@ def progressive_codes(styles, stage=None):
 def delta_norms(codes, stage=None, p: float = 2.0):
     """‖w_i − w_0‖_p per sample for every unlocked row i ≥ 1: [N, n − 1], locked rows 0."""
     deltas = codes[:, 1:] - codes[:, :1]
-    norms = jnp.sum(jnp.abs(deltas) ** p, axis=-1) ** (1.0 / p)
+    total = jnp.sum(jnp.abs(deltas) ** p, axis=-1)
+    # Locked rows have Δ = 0 exactly: a zero (sub)gradient there, not ∞ · 0 = NaN.
+    safe = jnp.where(total > 0, total, 1.0)
+    norms = jnp.where(total > 0, safe ** (1.0 / p), 0.0)
     if stage is not None:
         norms = jnp.where(jnp.arange(1, codes.shape[1])[None] <= stage, norms, 0)
     return norms

@@ -27,19 +27,21 @@ PROGRESSIVE_TYPES = ("ProgressiveBackboneEncoder",)
 
 
 class BackboneEncoder(nn.Module):
-    """IR-SE trunk → one map2style block per W+ row, all on the final (16×16) map."""
+    """IR-SE trunk → one map2style block per W+ row, all on the final map (16×16 for the
+    official 256 px input; `block_spatial` is that size, so smaller inputs get fewer convs)."""
 
     n_styles: int = 18
     style_dim: int = 512
     num_layers: int = 50
     mode: str = "ir_se"
     base_width: int = 64
+    block_spatial: int = 16
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x, _ = ir_body(x, self.num_layers, self.mode, self.base_width, train)
         styles = [
-            encoders.GradualStyleBlock(self.style_dim, 16, name=f"styles_{i}")(x)
+            encoders.GradualStyleBlock(self.style_dim, self.block_spatial, name=f"styles_{i}")(x)
             for i in range(self.n_styles)
         ]
         return jnp.stack(styles, axis=1)
