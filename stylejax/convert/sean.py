@@ -183,3 +183,34 @@ def read_sean(path: str, obj=None) -> tuple[str, dict, dict]:
     expected = jax.eval_shape(init, jax.random.PRNGKey(0))
     sg_convert.check_against_model(variables, expected, path, what, "official SEAN")
     return kind, config, variables
+
+
+def read_vgg19(path: str, obj=None) -> dict:
+    """torchvision's VGG19 state dict (`vgg19-dcbb9e9d.pth`: features.{i}.weight/bias; the
+    classifier is ignored) → VGG19Features variables, checked against the model."""
+    import jax
+    import jax.numpy as jnp
+
+    from stylejax.models import vgg19
+
+    sd = _strip(readers.load_checkpoint(path) if obj is None else obj)
+    params: dict = {}
+    for key, value in sd.items():
+        m = re.match(r"features\.(\d+)\.(weight|bias)$", key)
+        if m is None:
+            if key.startswith("classifier."):
+                continue
+            raise CheckpointError(
+                f"{path}: not a torchvision VGG19 state dict: unexpected key {key!r} "
+                f"(expected features.{{i}}.weight/bias and classifier.*)"
+            )
+        leaf = "kernel" if m[2] == "weight" else "bias"
+        transform = sg_convert._hwio if leaf == "kernel" else None
+        _leaf(params, "params", [f"features_{m[1]}", leaf], value, transform)
+    # Layers past relu5_1 (features.30 …) are not needed by the loss.
+    used = {f"features_{i}" for i, _ in vgg19.CONVS}
+    params = {"params": {k: v for k, v in params.get("params", {}).items() if k in used}}
+    model = vgg19.VGG19Features()
+    expected = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    sg_convert.check_against_model(params, expected, path, "VGG19", "torchvision VGG19")
+    return params

@@ -276,17 +276,27 @@ class ACE(nn.Module):
                 f"{label_nc}-class label map, got "
                 f"{None if style_codes is None else style_codes.shape}"
             )
-        layers = [
-            nn.Dense(self.style_length, kernel_init=xavier(), name=f"fc_mu{j}")
-            for j in range(NUM_STYLE_LAYERS)
-        ]
-        if self.is_initializing():  # the unused layers exist too, as in the official files
-            for layer in layers[label_nc:]:
-                layer(jnp.zeros((1, self.style_length), style_codes.dtype))
-        mu = jnp.stack(
-            [nn.relu(layers[j](style_codes[:, j])) for j in range(label_nc)], axis=1
-        )  # [N, L, S]
+        # All 19 layers exist (as in the official files); the first label_nc are applied
+        # together as one batched matmul.
+        weights = [FcMu(self.style_length, name=f"fc_mu{j}")() for j in range(NUM_STYLE_LAYERS)]
+        kernels = jnp.stack([k for k, _ in weights[:label_nc]])  # [L, S, S]
+        biases = jnp.stack([b for _, b in weights[:label_nc]])  # [L, S]
+        mu = nn.relu(
+            jnp.einsum("nls,lst->nlt", style_codes, kernels, precision=lax.Precision.HIGHEST)
+            + biases
+        )
         return jnp.einsum("nhwl,nls->nhws", segmap, mu, precision=lax.Precision.HIGHEST)
+
+
+class FcMu(nn.Module):
+    """A Linear(S, S)'s parameters (kernel [in, out], bias), applied by the ACE in a batch."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self):
+        kernel = self.param("kernel", xavier(), (self.features, self.features))
+        return kernel, self.param("bias", nn.initializers.zeros, (self.features,))
 
 
 class ResBlock(nn.Module):
@@ -478,9 +488,112 @@ def init_generator(G: Generator, rng, size: int = 64, batch: int = 1):
     """Initial variables {'params', 'batch_stats', 'spectral'} of G for size×size maps."""
     segmap = jnp.zeros((batch, size, size, G.label_nc)).at[..., 0].set(1.0)
     image = jnp.zeros((batch, size, size, 3))
-    p_rng, n_rng = jax.random.split(rng)
-    return G.init({"params": p_rng, "noise": n_rng}, segmap, image)
+    return init_variables(G, rng, segmap, image)
 
 
 def init_discriminator(D: MultiscaleDiscriminator, rng, label_nc: int, size: int = 64):
-    return D.init(rng, jnp.zeros((1, size, size, label_nc + 3)))
+    return init_variables(D, rng, jnp.zeros((1, size, size, label_nc + 3)))
+
+
+def init_variables(module, rng, *args):
+    """The variables `module.init` would make, drawn from one random stream: a JAX key, or
+    a numpy Generator to build them on the host without compiling anything.
+
+    Same distributions as the modules' initialisers (xavier(0.02) kernels, torch's default
+    for spectrally normalised ones, zero biases, noise strengths and blending logits, unit
+    u and v, BN mean 0 / var 1), but XLA compiles one draw instead of one threefry per
+    parameter: flax's per-parameter keys took minutes to compile for the generator's
+    ~700 parameters on a CPU.
+    """
+    abstract = jax.eval_shape(
+        lambda r: module.init({"params": r, "noise": r}, *args), jax.random.PRNGKey(0)
+    )
+    spectral = {path[1:-1] for path, _ in _flat_paths(abstract.get("spectral", {}), ("spectral",))}
+    paths = _flat_paths(abstract)
+    sizes = [int(np.prod(leaf.shape)) for _, leaf in paths]
+    if isinstance(rng, np.random.Generator):
+        xp, draws = np, rng.standard_normal(sum(sizes), np.float32)
+    else:
+        xp, draws = jnp, jax.random.normal(rng, (sum(sizes),))
+    leaves, offset = {}, 0
+    for (path, leaf), size in zip(paths, sizes):
+        z = draws[offset : offset + size].reshape(leaf.shape)
+        offset += size
+        leaves[path] = _initial_value(xp, path, leaf.shape, z, path[1:-1] in spectral)
+    return _unflatten(leaves)
+
+
+def _flat_paths(tree, prefix=()):
+    if not isinstance(tree, dict):
+        return [(prefix, tree)]
+    return [item for k in sorted(tree) for item in _flat_paths(tree[k], prefix + (k,))]
+
+
+def _unflatten(leaves: dict) -> dict:
+    out: dict = {}
+    for path, value in leaves.items():
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def _initial_value(xp, path, shape, z, spectrally_normalised: bool):
+    collection, name = path[0], path[-1]
+    if collection == "spectral":  # u, v: random unit vectors
+        return z / xp.maximum(xp.linalg.norm(z), SN_EPS)
+    if collection == "batch_stats":
+        return xp.ones(shape, xp.float32) if name == "running_var" else xp.zeros(shape, xp.float32)
+    if name != "kernel":  # biases, noise_var, blending_gamma / blending_beta
+        return xp.zeros(shape, xp.float32)
+    receptive = int(np.prod(shape[:-2]))
+    fan_in, fan_out = receptive * shape[-2], receptive * shape[-1]
+    if spectrally_normalised:  # U(±1/√fan_in) has variance 1/(3·fan_in)
+        return z * np.float32(np.sqrt(1 / (3 * fan_in)))
+    return z * np.float32(0.02 * np.sqrt(2 / (fan_in + fan_out)))
+
+
+# ---------------------------------------------------------------------------------------
+# Editing: per-region style control on style matrices [N, L, S] (see docs/sean.md).
+
+
+def _region_mask(num_regions: int, regions) -> jnp.ndarray:
+    mask = np.zeros(num_regions, bool)
+    for r in regions:
+        if not 0 <= r < num_regions:
+            raise ValueError(f"region {r} is not a class of this {num_regions}-class model")
+        mask[r] = True
+    return jnp.asarray(mask)[None, :, None]
+
+
+def transfer_regions(codes, donor_codes, regions, donor_present=None):
+    """`codes` with the rows of `regions` taken from `donor_codes` (the style of those
+    regions in the donor image). With `donor_present` [N, L], a region the donor image
+    lacks keeps its own style instead of the donor's zero row."""
+    take = _region_mask(codes.shape[1], regions)
+    if donor_present is not None:
+        take = take & donor_present[..., None]
+    return jnp.where(take, donor_codes, codes)
+
+
+def interpolate_regions(codes_a, codes_b, t, regions=None):
+    """(1 − t)·a + t·b on the rows of `regions` (all rows when None); a's rows elsewhere."""
+    mixed = codes_a + t * (codes_b - codes_a)
+    if regions is None:
+        return mixed
+    return jnp.where(_region_mask(codes_a.shape[1], regions), mixed, codes_a)
+
+
+def paint(labels, where, label: int):
+    """Edits a class map [N, H, W]: the pixels where `where` is true become `label`."""
+    return jnp.where(where, label, labels)
+
+
+def crossover(codes_a, codes_b, blocks_from_b) -> dict:
+    """Per-ResBlk style codes for Generator(style_codes=…): the blocks named in
+    `blocks_from_b` (e.g. the coarse 'head_0', 'G_middle_0') use b's codes, the others a's."""
+    unknown = set(blocks_from_b) - set(STYLED_BLOCKS)
+    if unknown:
+        raise ValueError(f"unknown blocks {sorted(unknown)}; styled blocks are {STYLED_BLOCKS}")
+    return {name: codes_b if name in blocks_from_b else codes_a for name in STYLED_BLOCKS}

@@ -1,0 +1,92 @@
+"""SEAN training configs.
+
+  python -m stylejax.main --config=configs/sean.py --workdir=runs/sean
+  python -m stylejax.main --config=configs/sean.py:celebamaskhq --workdir=gs://bucket/sean \
+      --config.train.vgg_weights=vgg19-dcbb9e9d.pth
+
+Variants:
+  (default)     synthetic faces at 64 px with their 19-class segmentation; a small model that
+                trains in CPU minutes.
+  celebamaskhq  the official CelebAMask-HQ setup: 256 px, 19 classes, ngf 64, 512-wide
+                styles, batch 32 (the paper's 8 GPUs × 4), 50 epochs constant lr + 50 decaying.
+Other data sets: set data.name and model.label_nc (≤ 19: SEAN has 19 per-region style layers),
+e.g. --config.data.name=image_folder --config.model.label_nc=8.
+The VGG19 perceptual loss needs torchvision's ImageNet weights (train.vgg_weights); without
+them it is switched off with a warning in the log.
+"""
+
+from ml_collections import config_dict
+
+VARIANTS = ("", "celebamaskhq")
+
+
+def get_config(variant: str = ""):
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"configs/sean.py: unknown variant {variant!r}; expected one of "
+            f"{', '.join(repr(v) for v in VARIANTS if v)} (or none for the default)"
+        )
+    c = config_dict.ConfigDict()
+    c.method = "sean"
+    c.variant = variant
+    c.seed = 0
+    c.batch_size = 8
+    c.num_steps = 600
+    c.log_every = 25
+    c.checkpoint_every = 200
+    c.keep_checkpoints = 3
+    c.sample_every = 200
+    c.num_samples = 12  # (mask | style image | output) triplets from the test split
+
+    c.data = config_dict.ConfigDict()
+    c.data.name = "synthetic_faces/64"
+    c.data.split = "train"
+    c.data.directory = ""  # TFDS data_dir; empty: $STYLEJAX_DATA_DIR or TFDS's default
+    c.data.flip = True
+    c.data.shuffle_buffer = 2000
+
+    c.model = config_dict.ConfigDict()
+    c.model.resolution = 64
+    c.model.label_nc = 19
+    c.model.ngf = 8  # head width 16·ngf
+    c.model.num_upsampling_layers = "normal"  # head at resolution / 32
+    c.model.style_length = 32  # 512 officially
+    c.model.zencoder_ngf = 16  # 32 officially
+    c.model.spade_hidden = 32  # 128 officially
+    c.model.ndf = 16
+    c.model.n_layers_d = 3
+    c.model.num_d = 2
+
+    c.train = config_dict.ConfigDict()
+    c.train.g_lr = 1e-4  # TTUR: lr / 2 for G, lr · 2 for D with the official lr 2e-4
+    c.train.d_lr = 4e-4
+    c.train.beta1 = 0.0
+    c.train.beta2 = 0.9  # the public code's TTUR default; the paper says 0.999
+    c.train.adam_eps = 1e-8  # torch's default
+    c.train.decay_start_fraction = 0.5  # niter / (niter + niter_decay): then linear to 0
+    c.train.lambda_feat = 10.0
+    c.train.lambda_vgg = 10.0
+    c.train.vgg_weights = ""  # torchvision vgg19-dcbb9e9d.pth; empty: VGG loss off (logged)
+
+    c.eval = config_dict.ConfigDict()
+    c.eval.split = "test"
+    c.eval.num_examples = 256
+    c.eval.batch_size = 32
+
+    if variant == "celebamaskhq":
+        c.data.name = "celeba_mask_hq/256"
+        c.data.shuffle_buffer = 10_000
+        c.model.resolution = 256
+        c.model.ngf = 64
+        c.model.style_length = 512
+        c.model.zencoder_ngf = 32
+        c.model.spade_hidden = 128
+        c.model.ndf = 64
+        c.batch_size = 32
+        c.num_steps = 100 * 28_000 // 32  # 100 epochs of the 28k training images
+        c.log_every = 100
+        c.checkpoint_every = 2000
+        c.sample_every = 2000
+        c.num_samples = 12
+        c.eval.num_examples = 2000
+    return c

@@ -1,0 +1,155 @@
+"""SEAN training: the step on 8 devices equals the step on 1 (batch norm synchronised over
+the global batch), the configs, the VGG19 import and the logged VGG-off switch."""
+
+import logging
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import assert_close
+
+from configs import sean as sean_config
+from stylejax.convert import CheckpointError
+from stylejax.convert import sean as convert_sean
+from stylejax.models import sean, vgg19
+from stylejax.train import loop
+from stylejax.train import sean as train_sean
+
+SIZE, LABEL_NC, BATCH = 32, 4, 8
+
+
+def tiny_config():
+    c = sean_config.get_config()
+    c.model.resolution = SIZE
+    c.model.label_nc = LABEL_NC
+    c.model.ngf = 2
+    c.model.style_length = 4
+    c.model.zencoder_ngf = 2
+    c.model.spade_hidden = 4
+    c.model.ndf = 4
+    c.model.n_layers_d = 2
+    c.batch_size = BATCH
+    c.train.lambda_vgg = 0.0
+    # Adam's first steps are sign-like: float-noise-sized gradients (the unused style layers)
+    # would flip between programs. A large eps makes the update proportional to the gradient.
+    c.train.adam_eps = 1e-3
+    return c
+
+
+def host_state(task, G, D):
+    """The initial state built on the host (numpy draws): no init program to compile."""
+    abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
+    state = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)
+    rng = np.random.default_rng(0)
+    segmap = np.zeros((1, SIZE, SIZE, LABEL_NC), np.float32)
+    state["g"] = sean.init_variables(G, rng, segmap, np.zeros((1, SIZE, SIZE, 3), np.float32))
+    state["d"] = sean.init_variables(D, rng, np.zeros((1, SIZE, SIZE, LABEL_NC + 3), np.float32))
+    return abstract, state
+
+
+def test_train_step_on_8_devices_equals_1_device():
+    assert jax.device_count() >= 8
+    config = tiny_config()
+    task = train_sean.make_task(config, with_samples=False)
+    G, D = train_sean.build_models(config)
+    abstract, state = host_state(task, G, D)
+    rng = np.random.default_rng(1)
+    batch = {
+        "image": rng.uniform(-1, 1, (BATCH, SIZE, SIZE, 3)).astype(np.float32),
+        "segmentation": rng.integers(0, LABEL_NC, (BATCH, SIZE, SIZE)).astype(np.int32),
+    }
+    results = {}
+    for n in (1, 8):
+        mesh = loop.make_mesh(jax.devices()[:n])
+        repl = loop.replicated(mesh)
+        sharding = jax.tree_util.tree_map(lambda _, r=repl: r, abstract)
+        step = loop.compile_step(task, mesh, sharding)
+        new_state, metrics = step(
+            jax.device_put(state, loop.replicated(mesh)), loop.global_batch(batch, mesh)
+        )
+        results[n] = jax.device_get((new_state, metrics))
+    (one, m1), (eight, m8) = results[1], results[8]
+    for name in m1:
+        assert_close(m8[name], m1[name], 1e-5, 1e-5, f"metric {name}")
+
+    # One sample per device: local statistics would differ completely from these.
+    def flat(tree):
+        return jax.flatten_util.ravel_pytree(tree)[0]
+
+    stats = lambda s: flat(s["g"]["batch_stats"])
+    assert_close(stats(eight), stats(one), 1e-5, 1e-5, "G batch-norm running statistics")
+    assert np.abs(stats(one) - stats(state)).max() > 1e-3  # they did move
+    for net in ("g", "d"):
+        assert_close(flat(eight[net]), flat(one[net]), 1e-5, 1e-6, f"{net} after one step")
+    assert int(one["step"]) == int(eight["step"]) == 1
+
+
+def test_configs():
+    c = sean_config.get_config()
+    assert (c.method, c.model.label_nc, c.data.name) == ("sean", 19, "synthetic_faces/64")
+    assert (c.train.g_lr, c.train.d_lr, c.train.beta1) == (1e-4, 4e-4, 0.0)
+    assert (c.train.lambda_feat, c.train.lambda_vgg) == (10.0, 10.0)
+    big = sean_config.get_config("celebamaskhq")
+    assert (big.model.resolution, big.model.ngf, big.model.style_length) == (256, 64, 512)
+    with pytest.raises(ValueError, match="unknown variant 'ffhq'"):
+        sean_config.get_config("ffhq")
+
+
+def test_vgg_loss_off_without_weights_is_logged(caplog):
+    config = tiny_config()
+    config.train.lambda_vgg = 10.0
+    with caplog.at_level(logging.WARNING):
+        assert train_sean.load_vgg(config) is None
+    assert "VGG perceptual loss switched OFF" in caplog.text
+    config.train.lambda_vgg = 0.0
+    caplog.clear()
+    assert train_sean.load_vgg(config) is None and "VGG" not in caplog.text
+
+
+def torchvision_vgg19(rng):
+    """A state dict in torchvision's vgg19 layout; only features.0 holds real values, the
+    rest are zero-stride broadcasts (shapes without the memory)."""
+    sd = {}
+    in_ch = 3
+    for index, (i, width) in enumerate(vgg19.CONVS + ((30, 512), (32, 512), (34, 512))):
+        weight = np.broadcast_to(np.float32(0.01), (width, in_ch, 3, 3))
+        if index == 0:
+            weight = rng.normal(size=(width, in_ch, 3, 3)).astype(np.float32)
+        sd[f"features.{i}.weight"] = weight
+        sd[f"features.{i}.bias"] = np.broadcast_to(np.float32(0.1), (width,))
+        in_ch = width
+    sd["classifier.0.weight"] = np.broadcast_to(np.float32(0), (4096, 25088))
+    return sd
+
+
+def test_vgg19_import_from_torchvision_layout():
+    rng = np.random.default_rng(4)
+    sd = torchvision_vgg19(rng)
+    variables = convert_sean.read_vgg19("vgg19.pth", sd)
+    assert "features_30" not in variables["params"]  # past relu5_1: not needed
+    x = rng.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32)
+    model = vgg19.VGG19Features()
+    relu1_1 = np.asarray(jax.jit(model.apply)(variables, x)[0])
+    # relu1_1 at pixel (5, 7) by hand: correlation of the OIHW kernel with the 3×3 patch.
+    patch = x[0, 4:7, 6:9, :]  # [kh, kw, in]
+    want = np.maximum(np.einsum("oihw,hwi->o", sd["features.0.weight"], patch) + 0.1, 0)
+    np.testing.assert_allclose(relu1_1[0, 5, 7], want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(CheckpointError, match=r"x\.pth: not a torchvision VGG19.*'fc\.weight'"):
+        convert_sean.read_vgg19("x.pth", {"fc.weight": np.zeros((2, 2))})
+    del sd["features.28.bias"]
+    with pytest.raises(CheckpointError, match=r"missing 1 tensors.*features_28/bias"):
+        convert_sean.read_vgg19("vgg19.pth", sd)
+
+
+def test_perceptual_loss_is_zero_for_equal_images_only():
+    model = vgg19.VGG19Features(width_divisor=16)
+    x = jnp.asarray(np.random.default_rng(5).uniform(-1, 1, (2, 16, 16, 3)), jnp.float32)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)  # no init program
+    rng = np.random.default_rng(6)
+    variables = jax.tree_util.tree_map(
+        lambda s: jnp.asarray(rng.normal(size=s.shape).astype(np.float32) * 0.3), shapes
+    )
+    loss = jax.jit(lambda a, b: vgg19.perceptual_loss(model, variables, a, b))
+    assert float(loss(x, x)) < 1e-6 * float(loss(x, x[::-1]))
