@@ -238,15 +238,24 @@ def _project(G, variables, targets, w_avg, w_std, key, config, lpips_module, lpi
     snap_steps = np.floor(np.arange(1, config.num_snapshots + 1) * every).astype(np.int32) - 1
 
     def body(step, carry):
-        params, opt_state, dists, snaps = carry
+        # Step num_steps is one extra pass that only renders the final images (its learning
+        # rate and w-noise are zero, and its update is discarded), so the loop's own
+        # generator pass serves for them instead of a second compiled one.
+        params, opt_state, dists, snaps, _ = carry
         grads, (dist, images) = jax.grad(loss_fn, has_aux=True)(
             params, step, jax.random.fold_in(loop_key, step)
         )
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        updates, new_opt_state = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
         if config.optimize_noise:
-            params = {"w": params["w"], "noise": normalize_noise(params["noise"])}
-        dists = dists.at[step].set(dist)
+            new_params = {"w": new_params["w"], "noise": normalize_noise(new_params["noise"])}
+        last = step == config.num_steps
+        params, opt_state = jax.tree_util.tree_map(
+            lambda old, new: jnp.where(last, old, new),
+            (params, opt_state),
+            (new_params, new_opt_state),
+        )
+        dists = dists.at[step].set(dist, mode="drop")
         slot = jnp.searchsorted(jnp.asarray(snap_steps), step)
         snaps = jax.lax.cond(
             jnp.any(jnp.asarray(snap_steps) == step),
@@ -255,15 +264,25 @@ def _project(G, variables, targets, w_avg, w_std, key, config, lpips_module, lpi
             snaps,
         )
         if progress is not None:
-            jax.debug.callback(progress, step, dist)
-        return params, opt_state, dists, snaps
+            jax.debug.callback(_report(progress, config.num_steps), step, dist)
+        return params, opt_state, dists, snaps, images
 
     dists = jnp.zeros((config.num_steps, n))
     snaps = jnp.zeros((config.num_snapshots,) + targets.shape)
-    carry = (params, tx.init(params), dists, snaps)
-    params, _, dists, snaps = jax.lax.fori_loop(0, config.num_steps, body, carry)
+    carry = (params, tx.init(params), dists, snaps, jnp.zeros(targets.shape))
+    params, _, dists, snaps, images = jax.lax.fori_loop(0, config.num_steps + 1, body, carry)
     ws = jnp.broadcast_to(params["w"], (n, G.num_ws, G.w_dim))
-    return ws, params["noise"], synthesize(ws, params["noise"]), snaps, dists, snap_steps
+    return ws, params["noise"], images, snaps, dists, snap_steps
+
+
+def _report(progress, num_steps):
+    """The progress callback for the optimisation steps only (not the final render)."""
+
+    def report(step, dist):
+        if step < num_steps:
+            progress(step, dist)
+
+    return report
 
 
 def project(

@@ -71,6 +71,8 @@ def test_projection_recovers_a_generated_latent(model, targets):
     err = np.linalg.norm(result.ws - ws_true, axis=-1).mean()
     assert err < 0.9 * np.linalg.norm(w_avg - ws_true, axis=-1).mean()  # measured 3.27 vs 4.06
     np.testing.assert_array_equal(result.ws[:, 0], result.ws[:, -1])
+    # The returned images are G(ws) (rendered by the loop's extra final pass).
+    np.testing.assert_allclose(result.images, gen.synthesize(G, variables, result.ws), atol=1e-4)
     assert result.snapshots.shape == (5, 2, 64, 64, 3)
     np.testing.assert_array_equal(result.snapshot_steps, [10, 20, 30, 40, 50])
     assert result.distance == "mse"
