@@ -50,6 +50,9 @@ def summarize(out_dir, meta):
         if net["kind"] == "inception":
             lines.append(f"  {name}: FID Inception-v3 (pytorch-fid), {n:,} parameters")
             continue
+        if net["kind"].startswith("sean_"):
+            lines.append(f"  {name}: SEAN {net['kind'][5:]} {cfg}, {n:,} parameters")
+            continue
         if net["kind"] == "lpips":
             lines.append(f"  {name}: LPIPS v0.1 with {cfg['net']} features, {n:,} parameters")
             continue
