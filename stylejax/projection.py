@@ -35,6 +35,7 @@ import numpy as np
 import optax
 from flax import traverse_util
 
+from stylejax import generate
 from stylejax.models import lpips as lpips_lib
 
 log = logging.getLogger(__name__)
@@ -172,8 +173,7 @@ def sample_w_stats(G, variables, num_samples: int, seed: int = 123, c=None):
     z = np.random.RandomState(seed).randn(num_samples, G.z_dim).astype(np.float32)
     if c is not None:
         c = np.repeat(np.asarray(c, np.float32)[:1], num_samples, 0)
-    w = jax.jit(lambda v, z, c: G.apply(v, z, c, method=G.map)[:, 0])(variables, z, c)
-    w = np.asarray(w, np.float64)
+    w = generate.map_to_ws(G, variables, z, c, batch_size=2000)[:, 0].astype(np.float64)
     w_avg = w.mean(0)
     w_std = math.sqrt(np.sum((w - w_avg) ** 2) / num_samples)
     return w_avg.astype(np.float32), w_std
@@ -224,15 +224,14 @@ def _project(G, variables, targets, w_avg, w_std, key, config, lpips_module, lpi
         )
         ws = jnp.broadcast_to(w, (n, G.num_ws, G.w_dim))
         noise = params["noise"]
-        loss = None
+        reg = 0.0
         if config.optimize_noise:
-            loss = config.regularize_noise_weight * noise_regularization(noise)
+            reg = config.regularize_noise_weight * noise_regularization(noise)
         else:
             noise = jax.lax.stop_gradient(noise)
         images = synthesize(ws, noise)
         dist = distance(images)
-        loss = dist if loss is None else dist + loss
-        return jnp.sum(loss), (dist, images)
+        return jnp.sum(dist + reg), (dist, images)
 
     every = config.num_steps / config.num_snapshots
     snap_steps = np.floor(np.arange(1, config.num_snapshots + 1) * every).astype(np.int32) - 1
