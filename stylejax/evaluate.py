@@ -429,6 +429,8 @@ def main(argv):
     from stylejax.main import maybe_initialize_distributed
 
     FLAGS = flags.FLAGS
+    if not FLAGS.workdir:
+        raise app.UsageError("--workdir is required (results, caches and checkpoints live there)")
     maybe_initialize_distributed()
     config = FLAGS.config
     try:  # set-up errors are messages for the user, not tracebacks

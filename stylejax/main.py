@@ -1,5 +1,5 @@
 """The one entry point: `python -m stylejax.main --config=configs/<method>.py[:variant]
---workdir=DIR [--config.key=value ...]`.
+[--workdir=DIR] [--config.key=value ...]`.
 
 Kept thin on purpose: flags, multi-process start-up and dispatch to
 `stylejax.train.<config.method>.train_and_evaluate(config, workdir)`.
@@ -12,13 +12,17 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-METHODS = ("stylegan2", "sean")
+METHODS = ("stylegan2", "psp", "l2m", "sean")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/<method>.py[:variant]).", lock_config=True
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
-flags.mark_flags_as_required(["config", "workdir"])
+_WORKDIR = flags.DEFINE_string(
+    "workdir",
+    None,
+    "Directory for checkpoints, logs and samples (default: workdir/<method>[_<variant>]).",
+)
+flags.mark_flags_as_required(["config"])
 
 
 # Environment a multi-process launch sets (launch/local.py, launch/slurm.sbatch): the
@@ -78,8 +82,15 @@ def main(argv):
         raise app.UsageError(
             f"config.method={method!r}: unknown method; expected one of {', '.join(METHODS)}"
         )
+    workdir = _WORKDIR.value or default_workdir(config)
+    logging.info("workdir: %s", workdir)
     trainer = importlib.import_module(f"stylejax.train.{method}")
-    trainer.train_and_evaluate(config, _WORKDIR.value)
+    trainer.train_and_evaluate(config, workdir)
+
+
+def default_workdir(config) -> str:
+    variant = config.get("variant") or ""
+    return os.path.join("workdir", config.method + (f"_{variant}" if variant else ""))
 
 
 if __name__ == "__main__":

@@ -57,3 +57,14 @@ def assert_close(got, want, rel=1e-5, max_abs=1e-4, what=""):
 
 def nchw(x):
     return np.asarray(x).transpose(0, 3, 1, 2)
+
+
+def set_fields(config, **overrides):
+    """config with dotted fields set: set_fields(c, **{"model.resolution": 16})."""
+    for key, value in overrides.items():
+        node = config
+        *path, leaf = key.split(".")
+        for p in path:
+            node = node[p]
+        node[leaf] = value
+    return config

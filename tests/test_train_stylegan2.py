@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 import tensorflow as tf
+from conftest import set_fields
 
 from configs import stylegan2 as stylegan2_configs
 from stylejax.models import stylegan2 as sg
@@ -37,13 +38,7 @@ def tiny_config(**overrides):
     c.sample_every = 1000
     c.num_samples = 4
     c.train.r1_gamma = 1.0
-    for key, value in overrides.items():
-        node = c
-        *path, leaf = key.split(".")
-        for p in path:
-            node = node[p]
-        node[leaf] = value
-    return c
+    return set_fields(c, **overrides)
 
 
 def real_images(n=64, seed=0):
@@ -314,7 +309,9 @@ def test_bfloat16_compute_trains_with_float32_parameters():
             np.isfinite(np.asarray(v[0] if isinstance(v, tuple) else v)).all()
             for v in metrics.values()
         )
-    assert {x.dtype for x in jax.tree_util.tree_leaves(state["g"]["params"])} == {np.dtype("float32")}
+    assert {x.dtype for x in jax.tree_util.tree_leaves(state["g"]["params"])} == {
+        np.dtype("float32")
+    }
     G, _ = trainer.build_models(config)
     img = G.apply(state["g_ema"], jnp.ones((2, 16)), noise_mode="const")
     assert img.dtype == jnp.float32 and img.shape == (2, RES, RES, 3)

@@ -52,9 +52,17 @@ def batch_spec(config) -> dict[str, tuple[tuple[int, ...], jnp.dtype]]:
     if config.method == "stylegan2":
         r = config.model.resolution
         return {"image": ((config.batch_size, r, r, 3), jnp.float32)}
+    if config.method == "psp":
+        from stylejax.train import psp
+
+        h, w, c = psp.input_shape(config)
+        return {
+            "source": ((config.batch_size, h, w, c), jnp.float32),
+            "target": ((config.batch_size, h, w, 3), jnp.float32),
+        }
     raise ValueError(
         f"tools/aot_compile.py: no batch shapes for config.method={config.method!r}; "
-        f"expected 'stylegan2' (add the method's batch to batch_spec)"
+        f"expected 'stylegan2' or 'psp' (add the method's batch to batch_spec)"
     )
 
 
@@ -88,7 +96,9 @@ def compile_train_step(config, devices):
             f"set --config.batch_size to a multiple of {num_devices}"
         )
     trainer = importlib.import_module(f"stylejax.train.{config.method}")
-    task = trainer.make_task(config)
+    # Methods whose task loads weights (pSp's frozen generator and loss networks) build it
+    # from shapes here.
+    task = getattr(trainer, "make_abstract_task", trainer.make_task)(config)
     mesh = loop.make_mesh(devices)
     repl = loop.replicated(mesh)
     abstract_state = jax.eval_shape(task.init_state, jax.random.PRNGKey(config.seed))
@@ -101,7 +111,8 @@ def compile_train_step(config, devices):
         for name, (shape, dtype) in batch_spec(config).items()
     }
     t0 = time.perf_counter()
-    lowered = loop.compile_step(task, mesh, state_sharding).lower(state, batch)
+    frozen = () if task.frozen is None else (task.frozen,)
+    lowered = loop.compile_step(task, mesh, state_sharding).lower(state, batch, *frozen)
     try:
         compiled = lowered.compile()
     except jax.errors.JaxRuntimeError as e:

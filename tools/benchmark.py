@@ -3,6 +3,10 @@
 python tools/benchmark.py models [--resolution 256] [--batch 8] [--iters 10]
     StyleGAN2 config-f generator forward and discriminator img/s, fused vs non-fused
     modulated convolution, on whatever device JAX finds.
+python tools/benchmark.py psp [--only synthetic64|ffhq_encode] [--batch 8] [--iters 10]
+    pSp encoder + generator inference latency at batch 1 and 8, and training images/s:
+    the default config (64 px, shipped generator) and ffhq_encode's shapes (256 px input,
+    IR-SE50, config-f 1024 px generator, LPIPS-Alex and ArcFace losses; random weights).
 python tools/benchmark.py data
     Input-pipeline images/s (see stylejax/data/benchmark.py).
 """
@@ -138,12 +142,84 @@ def bench_train(batch, iters, only=None):
         print("| " + " | ".join(c.rjust(len(h)) for c, h in zip(cells, header)) + " |")
 
 
+def bench_psp(batch, iters, only=None):
+    from configs import psp as configs
+    from stylejax.train import loop
+    from stylejax.train import psp as trainer
+
+    loop.setup_jax()
+    mesh = loop.make_mesh()
+    rows = []
+    for name in ("synthetic64", "ffhq_encode"):
+        if only and name != only:
+            continue
+        c = configs.get_config("" if name == "synthetic64" else name)
+        c.batch_size = batch
+        shape = trainer.input_shape(c)
+        if name == "synthetic64":
+            networks = trainer.load_networks(c)
+        else:
+            networks = trainer.abstract_networks(c, random_weights=True)
+        task, model, _ = trainer.make_task(c, shape, mesh, networks, evaluate=False)
+        frozen = jax.device_put(networks["frozen"], loop.replicated(mesh))
+        state = jax.jit(task.init_state, out_shardings=loop.replicated(mesh))(jax.random.PRNGKey(0))
+        variables = trainer._variables(frozen, state["params"], state["batch_stats"])
+        infer = jax.jit(
+            lambda v, x: trainer.pool_to(model.apply(v, x, noise_mode="const"), x.shape[1])
+        )
+        latency = {}
+        for n in (1, 8):
+            x = jnp.zeros((n, *shape))
+            latency[n] = _time(infer, variables, x, iters=iters)
+        batch_arr = jax.device_put(
+            {"source": jnp.zeros((batch, *shape)), "target": jnp.zeros((batch, *shape[:2], 3))},
+            loop.batch_sharded(mesh),
+        )
+        sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
+        step = loop.compile_step(task, mesh, sharding)
+        t0 = time.perf_counter()
+        compiled = step.lower(state, batch_arr, frozen).compile()
+        compile_s = time.perf_counter() - t0
+        flops = (compiled.cost_analysis() or {}).get("flops", float("nan"))
+        state, metrics = compiled(state, batch_arr, frozen)  # warm-up
+        jax.block_until_ready(metrics)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            state, metrics = compiled(state, batch_arr, frozen)
+        jax.block_until_ready(metrics)
+        step_s = (time.perf_counter() - t0) / iters
+        resolution = networks["G"].img_resolution
+        rows.append((f"{name} ({shape[0]}→{resolution} px)", latency, compile_s, step_s, flops))
+    device = jax.devices()[0]
+    print(
+        f"pSp (GradualStyleEncoder), float32, {jax.device_count()} x {device.platform} "
+        f"({device.device_kind}); training: global batch {batch}"
+    )
+    header = ("setting", "ms batch 1", "ms batch 8", "train compile s", "train img/s", "GFLOP/s")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("-" * (len(h) + 2) for h in header) + "|")
+    for name, latency, compile_s, step_s, flops in rows:
+        cells = (
+            name,
+            f"{latency[1][1] * 1e3:.1f}",
+            f"{latency[8][1] * 1e3:.1f}",
+            f"{compile_s:.1f}",
+            f"{batch / step_s:.2f}",
+            f"{flops / step_s / 1e9:.1f}",
+        )
+        print("| " + " | ".join(c.rjust(len(h)) for c, h in zip(cells, header)) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("suite", choices=["models", "stylegan2", "data"])
-    parser.add_argument("--only", choices=["tiny64", "f256"], help="stylegan2: one setting")
+    parser.add_argument("suite", choices=["models", "stylegan2", "psp", "data"])
+    parser.add_argument(
+        "--only",
+        choices=["tiny64", "f256", "synthetic64", "ffhq_encode"],
+        help="one setting: stylegan2 tiny64|f256, psp synthetic64|ffhq_encode",
+    )
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--iters", type=int, default=10)
@@ -152,6 +228,8 @@ def main():
         bench_models(args.resolution, args.batch, args.iters)
     elif args.suite == "stylegan2":
         bench_train(args.batch, args.iters, args.only)
+    elif args.suite == "psp":
+        bench_psp(args.batch, args.iters, args.only)
     else:
         from stylejax.data import benchmark
 

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from stylejax.models import stylegan2 as sg
-from stylejax.models.irse import batch_norm, ir_body
+from stylejax.models.irse import batch_norm, ir_body, pyramid_taps
 from stylejax.nn import ops
 from stylejax.nn.layers import EqualDense
 
@@ -54,8 +54,8 @@ class GradualStyleBlock(nn.Module):
 class GradualStyleEncoder(nn.Module):
     """IR-SE trunk + feature pyramid → [N, n_styles, style_dim].
 
-    Pyramid taps after body units 6, 20 and 23 (fixed indices, as in the reference, for every
-    depth); p2 = up(c3) + latlayer1(c2), p1 = up(p2) + latlayer2(c1) with align_corners=True
+    Pyramid taps after body units 6, 20 and 23 for IR-50/100/152 (fixed indices, as in the
+    reference; see irse.pyramid_taps); p2 = up(c3) + latlayer1(c2), p1 = up(p2) + latlayer2(c1) with align_corners=True
     bilinear up-sampling. Styles 0–2 read c3, 3–6 read p2, the rest p1.
     """
 
@@ -64,15 +64,16 @@ class GradualStyleEncoder(nn.Module):
     num_layers: int = 50
     mode: str = "ir_se"
     base_width: int = 64
-    taps: Sequence[int] = (6, 20, 23)
+    taps: Sequence[int] | None = None  # None: irse.pyramid_taps(num_layers)
     coarse_ind: int = 3
     middle_ind: int = 7
     block_spatial: Sequence[int] = (16, 32, 64)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        _, feats = ir_body(x, self.num_layers, self.mode, self.base_width, train, self.taps)
-        c1, c2, c3 = (feats[i] for i in self.taps)
+        taps = self.taps or pyramid_taps(self.num_layers)
+        _, feats = ir_body(x, self.num_layers, self.mode, self.base_width, train, taps)
+        c1, c2, c3 = (feats[i] for i in taps)
         width = c3.shape[-1]
         p2 = upsample_add(c3, nn.Conv(width, (1, 1), name="latlayer1")(c2))
         p1 = upsample_add(p2, nn.Conv(width, (1, 1), name="latlayer2")(c1))

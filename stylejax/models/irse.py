@@ -9,11 +9,20 @@ rename table (`stylejax/convert/psp.py`). Layout NHWC; BatchNorm statistics live
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from stylejax.nn import ops
 
-# Units per stage for the 50/100/152-layer variants; stage widths are base_width·(1, 2, 4, 8).
-UNITS_PER_STAGE = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
+# Units per stage for the 50/100/152-layer variants (pSp, ArcFace) and the shallower 18/34
+# of InsightFace's iresnet (small encoders for CPU runs); stage widths are
+# base_width·(1, 2, 4, 8).
+UNITS_PER_STAGE = {
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 14, 3),
+    100: (3, 13, 30, 3),
+    152: (3, 8, 36, 3),
+}
 MODES = ("ir", "ir_se")
 BN_EPS = 1e-5  # PyTorch's default
 
@@ -29,6 +38,16 @@ def unit_specs(num_layers: int, base_width: int = 64) -> list[tuple[int, int, in
         specs += [(depth, depth, 1)] * (units - 1)
         in_ch = depth
     return specs
+
+
+def pyramid_taps(num_layers: int) -> tuple[int, int, int]:
+    """Body units whose outputs feed pSp's feature pyramid. The reference hard-codes units
+    6, 20 and 23 (the last units of stages 2–4 of IR-50) and keeps them for 100 and 152;
+    for the other depths they are the last units of stages 2–4."""
+    if num_layers in (50, 100, 152):
+        return (6, 20, 23)
+    ends = np.cumsum(UNITS_PER_STAGE[num_layers]) - 1
+    return tuple(int(i) for i in ends[1:])
 
 
 def batch_norm(train: bool, name: str):

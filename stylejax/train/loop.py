@@ -132,6 +132,19 @@ class Checkpointer:
         self.manager.close()
 
 
+def restore_checkpoint(workdir, abstract_state, step: int | None = None):
+    """(state, step) of a training run's checkpoint (the latest, or `step`), e.g. to export
+    a model from it."""
+    ckpt = Checkpointer(workdir, every_steps=1, keep=None, async_save=False)
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+        ckpt.close()
+        raise FileNotFoundError(f"{workdir}: no training checkpoint in {workdir}/checkpoints")
+    state = ckpt.restore(abstract_state, None, step)
+    ckpt.close()
+    return state, step
+
+
 class Preemption:
     """SIGTERM (TPU preemption, `kill`, SLURM time limit) sets a flag the loop checks
     between steps, so the loop can save and exit cleanly instead of dying mid-write."""
@@ -216,6 +229,15 @@ class Task:
     samples: Callable[[Any], jax.Array] | None  # state -> images NHWC in [-1, 1]
     global_batch_size: int
     parameters: Callable[[Any], dict]  # state -> {network: params} for the overview
+    # Frozen networks (a loss's feature net, a pSp decoder): placed replicated once and
+    # passed as train_step(state, batch, frozen), never checkpointed nor embedded as
+    # constants in the compiled step.
+    frozen: Any = None
+    # Run once on a fresh state (not on resume), e.g. to load pretrained weights.
+    prepare_state: Callable[[Any], Any] | None = None
+    # state -> ({metric: value}, images or None): a test-split evaluation, run every
+    # config.eval_every steps and at the end; images are written as a grid.
+    evaluate: Callable[[Any], tuple[dict, Any]] | None = None
 
 
 def split_over_devices(x):
@@ -228,13 +250,18 @@ def split_over_devices(x):
 
 
 def compile_step(task: Task, mesh: Mesh, state_sharding):
-    def step(state, batch):
-        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # for split_over_devices
-            return task.train_step(state, batch)
+    """The jitted step(state, batch[, frozen]) with the state donated."""
 
+    def step(state, batch, *frozen):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # for split_over_devices
+            return task.train_step(state, batch, *frozen)
+
+    in_shardings = (state_sharding, batch_sharded(mesh))
+    if task.frozen is not None:
+        in_shardings += (replicated(mesh),)
     return jax.jit(
         step,
-        in_shardings=(state_sharding, batch_sharded(mesh)),
+        in_shardings=in_shardings,
         out_shardings=(state_sharding, replicated(mesh)),
         donate_argnums=0,
     )
@@ -245,7 +272,8 @@ def run(task: Task, config, workdir, data: Iterator, tf_iterator=None, mesh=None
     checkpoint. `data` yields per-process numpy batches; `tf_iterator` (the tf.data
     iterator behind `data`) is checkpointed with the state.
 
-    Returns (state, history): history lists the logged metric summaries as (step, dict).
+    Returns (state, history): history lists the logged metric summaries as (step, dict),
+    and the test-split evaluations as (step, {"test/<metric>": value}).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -268,7 +296,10 @@ def run(task: Task, config, workdir, data: Iterator, tf_iterator=None, mesh=None
         logging.info("resumed from %s at step %d", ckpt.manager.directory, start)
     else:
         state = jax.jit(task.init_state, out_shardings=state_sharding)(rng)
+        if task.prepare_state is not None:
+            state = task.prepare_state(state)
         start = 0
+    frozen = () if task.frozen is None else (jax.device_put(task.frozen, repl),)
 
     writer = metric_writers.create_default_writer(
         workdir, just_logging=jax.process_index() > 0, asynchronous=True
@@ -292,7 +323,7 @@ def run(task: Task, config, workdir, data: Iterator, tf_iterator=None, mesh=None
     try:
         while step < config.num_steps:
             batch = global_batch(next(data), mesh)
-            state, metrics = step_fn(state, batch)
+            state, metrics = step_fn(state, batch, *frozen)
             step += 1
             progress(step)
             summary = log.add(step, metrics)
@@ -313,6 +344,10 @@ def run(task: Task, config, workdir, data: Iterator, tf_iterator=None, mesh=None
                 step % config.sample_every == 0 or step == config.num_steps
             ):
                 write_samples(writer, workdir, step, task.samples(state))
+            if task.evaluate is not None and (
+                step % config.eval_every == 0 or step == config.num_steps
+            ):
+                history.append((step, evaluate(task, writer, workdir, step, state)))
             ckpt.save(step, state, tf_iterator)
             if preemption.reached(step):
                 if ckpt.latest_step() != step:
@@ -331,12 +366,26 @@ def run(task: Task, config, workdir, data: Iterator, tf_iterator=None, mesh=None
     return state, history
 
 
-def write_samples(writer, workdir, step, samples):
+def evaluate(task: Task, writer, workdir, step: int, state) -> dict[str, float]:
+    metrics, samples = task.evaluate(state)
+    metrics = {f"test/{k}": float(v) for k, v in metrics.items()}
+    writer.write_scalars(step, metrics)
+    logging.info(
+        "test split at step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+    )
+    if samples is not None:
+        write_samples(writer, workdir, step, samples, name="test")
+    return metrics
+
+
+def write_samples(writer, workdir, step, samples, name="samples", columns=None):
+    """Saves a [N, H, W, C] batch (or an already laid-out grid [H, W, C]) as
+    workdir/<name>/step_N.png and as a TensorBoard image."""
     samples = np.asarray(jax.device_get(samples))
     if jax.process_index() == 0:
-        grid = images.make_grid(samples, pad=1)
-        images.save_image(grid, Path(workdir) / "samples" / f"step_{step:07d}.png")
-        writer.write_images(step, {"samples": grid[None]})
+        grid = samples if samples.ndim == 3 else images.make_grid(samples, columns, pad=1)
+        images.save_image(grid, Path(workdir) / name / f"step_{step:07d}.png")
+        writer.write_images(step, {name: grid[None]})
 
 
 def _flat_config(config, prefix=""):

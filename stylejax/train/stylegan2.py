@@ -324,12 +324,7 @@ def export_generator(config, workdir, out_dir, step=None, overwrite=False) -> di
 
     task = make_task(config)
     abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
-    ckpt = loop.Checkpointer(workdir, every_steps=1, keep=None, async_save=False)
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"{workdir}: no training checkpoint to export")
-    state = ckpt.restore(abstract, None, step)
-    ckpt.close()
+    state, step = loop.restore_checkpoint(workdir, abstract, step)
     meta = {
         "family": "stylegan2",
         "format": "stylejax-train",
