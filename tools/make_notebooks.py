@@ -287,6 +287,72 @@ show(fit_strip[0], cols=len(strengths), name="fitted_edit")""",
     (
         "md",
         """\
+## Encoders: pSp and ReStyle
+
+An encoder inverts in one forward pass (pSp) or a few refining passes (ReStyle) instead of
+an optimisation. No encoder weights ship with the package: set `PSP_MODEL` to a converted
+pSp checkpoint (`python tools/convert_weights.py psp_ffhq_encode.pt converted/psp_ffhq`) or
+a model trained with `configs/psp.py` (`<workdir>/model`), and `RESTYLE_MODEL` to a
+converted ReStyle checkpoint (`restyle_psp_ffhq_encode.pt`). Each model generates with its
+own decoder, and the edits below use that decoder's SeFa directions. Left empty, the cells
+only say so.""",
+    ),
+    (
+        "code",
+        """\
+import jax
+from PIL import Image
+
+
+def resized(batch, size):
+    \"\"\"[-1, 1] images to the encoder's input size.\"\"\"
+    out = [Image.fromarray(u).resize((size, size), Image.Resampling.BILINEAR)
+           for u in images.to_uint8(batch)]
+    return np.stack([np.asarray(o, np.float32) / 127.5 - 1 for o in out])
+
+
+PSP_MODEL = os.environ.get("STYLEJAX_PSP_MODEL", "")  # @param {type:"string"}
+if PSP_MODEL:
+    from stylejax import inference
+
+    psp = inference.load_psp(PSP_MODEL)
+    x = resized(targets, psp.input_size)
+    recon, codes = psp.reconstruct(x)
+    show(np.concatenate([x, np.asarray(recon)]), cols=len(x), name="psp_reconstruction")
+    # Multi-modal outputs: the fine styles from random latents.
+    show(np.asarray(psp.multimodal(x[:1], jax.random.PRNGKey(0), n_outputs=4))[0],
+         name="psp_multimodal")
+    decoder = psp.module.decoder
+    dec_vars = {"params": psp.variables["params"]["decoder"],
+                "buffers": psp.variables["buffers"]["decoder"]}
+    dirs, _ = editing.sefa(decoder, dec_vars, layers=range(4))
+    sweep = editing.strength_sweep(decoder, dec_vars, np.asarray(codes)[:1], dirs[0], strengths,
+                                   layers=range(4))
+    show(sweep[0], cols=len(strengths), name="psp_edit")
+else:
+    print("PSP_MODEL not set: skipping pSp inversion")""",
+    ),
+    (
+        "code",
+        """\
+RESTYLE_MODEL = os.environ.get("STYLEJAX_RESTYLE_MODEL", "")  # @param {type:"string"}
+if RESTYLE_MODEL:
+    from stylejax.models import restyle
+
+    model, restyle_vars = load_pretrained(RESTYLE_MODEL)
+    run = jax.jit(restyle.run_iterations, static_argnums=(0, 3))
+    steps_images, steps_codes = run(model, restyle_vars, resized(targets, 256), 5)
+    # Per-step strip: each row an input, then the reconstruction after steps 1 … 5.
+    per_step = np.concatenate([resized(targets, steps_images.shape[2])[:, None],
+                               np.asarray(steps_images).transpose(1, 0, 2, 3, 4)], axis=1)
+    show(per_step.reshape(-1, *per_step.shape[2:]), cols=per_step.shape[1],
+         name="restyle_steps")
+else:
+    print("RESTYLE_MODEL not set: skipping ReStyle inversion")""",
+    ),
+    (
+        "md",
+        """\
 From the shell: `tools/project.py`, `tools/edit.py --sefa/--pca/--fit/--direction` and
 `tools/align_faces.py` do the same (docs/tools.md).""",
     ),
