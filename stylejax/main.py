@@ -12,7 +12,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-METHODS = ("stylegan2", "psp", "l2m", "sean")
+METHODS = ("stylegan2", "psp", "l2m", "sean", "restyle", "e4e")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/<method>.py[:variant]).", lock_config=True

@@ -38,7 +38,7 @@ def summarize(out_dir, meta):
         module, variables = load_pretrained(out_dir, name)
         n = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(variables["params"]))
         cfg = net["config"]
-        if net["kind"] == "psp":
+        if net["kind"] in ("psp", "restyle", "e4e"):
             lines.append(
                 f"  {name}: {cfg['encoder_type']} ({cfg['encoder']}, {cfg['input_nc']} input "
                 f"channels) + {cfg['decoder']['img_resolution']} px decoder, {n:,} parameters"
@@ -55,6 +55,9 @@ def summarize(out_dir, meta):
             continue
         if net["kind"] == "lpips":
             lines.append(f"  {name}: LPIPS v0.1 with {cfg['net']} features, {n:,} parameters")
+            continue
+        if net["kind"] == "l2m":
+            lines.append(f"  {name}: L2M-GAN {cfg}, {n:,} parameters")
             continue
         lines.append(
             f"  {name:6s} {net['kind']:13s} {cfg['img_resolution']} px, "

@@ -1,0 +1,60 @@
+"""e4e ("Designing an Encoder for StyleGAN Image Manipulation") training configs.
+
+  python -m stylejax.main --config=configs/e4e.py --workdir=runs/e4e
+  python -m stylejax.main --config=configs/e4e.py:ffhq_encode --workdir=runs/e4e_ffhq \
+      --config.model.generator=converted/ffhq1024 --config.model.encoder_init=converted/ir_se50 \
+      --config.loss.lpips_weights=converted/lpips_alex --config.loss.id_weights=converted/ir_se50
+
+Everything of configs/psp.py (data, generator, losses, Ranger, evaluation) plus `e4e`:
+progressive offsets, delta regularisation and the latent discriminator (with R1 and the
+history pools). Variants:
+  (default)    inversion of the 64 px synthetic faces into the generator the project ships;
+               the offsets unlock every 50 steps from step 100; minutes on a CPU.
+  ffhq_encode  the public FFHQ recipe: w-discriminator 0.1, progressive start 20k, every 2k.
+"""
+
+import importlib.util
+from pathlib import Path
+
+from ml_collections import config_dict
+
+VARIANTS = ("", "ffhq_encode")
+
+
+def _psp_config(variant: str):
+    spec = importlib.util.spec_from_file_location("configs_psp", Path(__file__).with_name("psp.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant)
+
+
+def add_e4e_fields(c, variant: str):
+    """The e4e options (public e4e train options, with CPU-sized progressive steps for the
+    synthetic variants)."""
+    c.e4e = config_dict.ConfigDict()
+    c.e4e.w_discriminator_lambda = 0.1  # 0: no latent discriminator
+    c.e4e.w_discriminator_lr = 2e-5
+    c.e4e.r1 = 10.0
+    c.e4e.d_reg_every = 16
+    c.e4e.use_w_pool = True
+    c.e4e.w_pool_size = 50
+    c.e4e.delta_norm = 2.0
+    c.e4e.delta_norm_lambda = 2e-4
+    # Stage i starts at progressive_steps[i]; empty: [0, start, start + every, ...]; a
+    # negative start: every offset trains from step 0 (no delta regularisation).
+    c.e4e.progressive_steps = ()
+    c.e4e.progressive_start = 20_000 if variant.startswith("ffhq") else 100
+    c.e4e.progressive_step_every = 2_000 if variant.startswith("ffhq") else 50
+    return c
+
+
+def get_config(variant: str = ""):
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"configs/e4e.py: unknown variant {variant!r}; expected one of "
+            f"{', '.join(repr(v) for v in VARIANTS if v)} (or none for the default)"
+        )
+    c = _psp_config(variant)
+    c.method = "e4e"
+    c.model.encoder_type = "Encoder4Editing"
+    return add_e4e_fields(c, variant)

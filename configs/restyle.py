@@ -1,0 +1,69 @@
+"""ReStyle ("A Residual-Based StyleGAN Encoder via Iterative Refinement") training configs.
+
+  python -m stylejax.main --config=configs/restyle.py --workdir=runs/restyle
+  python -m stylejax.main --config=configs/restyle.py:e4e --workdir=runs/restyle_e4e
+  python -m stylejax.main --config=configs/restyle.py:ffhq_encode --workdir=runs/ffhq \
+      --config.model.generator=converted/ffhq1024 --config.model.encoder_init=converted/ir_se50 \
+      --config.loss.lpips_weights=converted/lpips_alex --config.loss.id_weights=converted/ir_se50
+
+Everything of configs/psp.py (data, generator, losses, Ranger, evaluation) plus `restyle`
+(iterations per batch, their scheduling) and, for the e4e flavour, configs/e4e.py's `e4e`.
+Variants:
+  (default)        ReStyle-pSp (BackboneEncoder: every style from the last map) inverting the
+                   64 px synthetic faces into the generator the project ships; CPU minutes.
+  e4e              ReStyle-e4e (ProgressiveBackboneEncoder, delta regularisation, latent
+                   discriminator), same data.
+  ffhq_encode      the public FFHQ ReStyle-pSp recipe (IR-SE50, batch 8, λ lpips 0.8, l2 1,
+                   id 0.1, N = 5); needs converted weights (above).
+  ffhq_encode_e4e  the public FFHQ ReStyle-e4e recipe (plus delta 2e-4, w-discriminator
+                   0.1 with pools, progressive start 20k, every 2k).
+"""
+
+import importlib.util
+from pathlib import Path
+
+from ml_collections import config_dict
+
+VARIANTS = ("", "e4e", "ffhq_encode", "ffhq_encode_e4e")
+
+
+def _config_module(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"configs_{name}", Path(__file__).with_name(f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def get_config(variant: str = ""):
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"configs/restyle.py: unknown variant {variant!r}; expected one of "
+            f"{', '.join(repr(v) for v in VARIANTS if v)} (or none for the default)"
+        )
+    ffhq = variant.startswith("ffhq")
+    c = _config_module("psp").get_config("ffhq_encode" if ffhq else "")
+    c.method = "restyle"
+    c.variant = variant
+    e4e_flavour = variant.endswith("e4e")
+    c.model.encoder_type = "ProgressiveBackboneEncoder" if e4e_flavour else "BackboneEncoder"
+    c.restyle = config_dict.ConfigDict()
+    c.restyle.n_iters_per_batch = 5
+    c.restyle.n_iters_eval = 5  # steps run (and reported) on the test split
+    # The N iterations of a batch: lax.scan (compiles one iteration) or unrolled.
+    c.restyle.scan = True
+    # False (public code): the N losses' gradients are summed into one update per batch;
+    # True: an optimiser update after every iteration.
+    c.restyle.update_each_iteration = False
+    _config_module("e4e").add_e4e_fields(c, variant)
+    if not e4e_flavour:
+        c.e4e.w_discriminator_lambda = 0.0
+        c.e4e.delta_norm_lambda = 0.0
+    if not ffhq:
+        c.num_steps = 400
+        c.checkpoint_every = 200
+        c.eval_every = 200
+        c.log_every = 25
+        c.eval.num_examples = 128
+    return c

@@ -1,0 +1,398 @@
+"""e4e encoder training (Tov et al. 2021) on the shared engine, built on pSp's training.
+
+The pSp pieces (frozen generator, L2 / LPIPS / ID / w-norm losses, Ranger, data, the
+test-split evaluator) come from `stylejax.train.psp`; e4e adds, as the public coach does:
+
+- progressive training: the offsets Δ1 … Δ(n−1) are unlocked one by one at
+  `progressive_steps` ([0, start, start + every, …]); the stage is derived from the step
+  counter inside the step, so one compiled step serves every stage;
+- delta regularisation λ_delta · Σ_{unlocked i} mean_batch ‖w_i − w_0‖_p;
+- a latent discriminator on single W codes (an MLP; reals = mapping(z), fakes = the encoder's
+  codes), non-saturating losses, Adam, lazy R1 every d_reg_every steps scaled by the
+  interval, optional history pools; the encoder's adversarial term averages
+  softplus(−D(w_i)) over the unlocked rows. The discriminator runs first, then the encoder.
+
+Where we differ from the public code (said in docs/restyle_e4e.md): the discriminator's
+fakes include latent_avg, as the codes the generator receives (the public coach leaves it
+out, omertov/encoder4editing#19); its encoder runs without updating batch-norm statistics.
+The same pieces serve ReStyle-e4e (`stylejax.train.restyle`).
+"""
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from absl import logging
+
+from stylejax.models import e4e as e4e_models
+from stylejax.train import loop
+from stylejax.train import psp as psp_train
+
+# ----------------------------------------------------------------------------- progressive
+
+
+def progressive_steps(config, n_styles: int) -> list[int] | None:
+    """The step at which each stage starts ([0, s1, …], n_styles entries), or None for
+    training every offset from the start (no progressive schedule, no delta loss)."""
+    e = config.e4e
+    if e.progressive_steps:
+        steps = [int(s) for s in e.progressive_steps]
+        if len(steps) != n_styles or steps[0] != 0 or steps != sorted(steps):
+            raise ValueError(
+                f"e4e.progressive_steps={steps}: expected {n_styles} increasing steps (one per "
+                f"W+ row) starting at 0"
+            )
+        return steps
+    if e.progressive_start is None or e.progressive_start < 0:
+        return None
+    every = e.progressive_step_every
+    return [0] + [e.progressive_start + i * every for i in range(n_styles - 1)]
+
+
+def stage_at(steps: list[int] | None, step):
+    """Traced progressive stage at training step `step` (None: not progressive)."""
+    if steps is None:
+        return None
+    return jnp.sum(step >= jnp.asarray(steps, jnp.int32)).astype(jnp.int32) - 1
+
+
+def delta_loss(codes, stage, p: float):
+    """Σ over unlocked rows of the batch-mean ‖w_i − w_0‖_p."""
+    return jnp.sum(jnp.mean(e4e_models.delta_norms(codes, stage, p), axis=0))
+
+
+# ----------------------------------------------------------------------------- discriminator
+
+
+def pool_query(pool, count, ws, key):
+    """e4e's LatentCodesPool on a fixed buffer: while it fills, each w goes in and out
+    unchanged; once full, with probability ½ it replaces a random stored code, which is
+    returned in its place. Returns (pool, count, returned codes)."""
+    size = pool.shape[0]
+
+    def one(carry, inputs):
+        pool, count = carry
+        w, key = inputs
+        k_swap, k_index = jax.random.split(key)
+        filling = count < size
+        swap = jnp.logical_and(~filling, jax.random.uniform(k_swap) > 0.5)
+        index = jnp.where(filling, count, jax.random.randint(k_index, (), 0, size))
+        out = jnp.where(swap, pool[index], w)
+        pool = jnp.where(filling | swap, pool.at[index].set(w), pool)
+        return (pool, count + filling.astype(count.dtype)), out
+
+    keys = jax.random.split(key, ws.shape[0])
+    (pool, count), out = jax.lax.scan(one, (pool, count), (ws, keys))
+    return pool, count, out
+
+
+def pick_rows(codes, stage, key, random_row: bool):
+    """One W per sample for the discriminator: row 0, or (as the public pool does) a random
+    unlocked row."""
+    if not random_row:
+        return codes[:, 0]
+    top = codes.shape[1] - 1 if stage is None else stage
+    rows = jax.random.randint(key, (codes.shape[0],), 0, top + 1)
+    return codes[jnp.arange(codes.shape[0]), rows]
+
+
+def r1_penalty(D, d_params, real_w):
+    grads = jax.grad(lambda w: D.apply({"params": d_params}, w).sum())(real_w)
+    return jnp.sum(jnp.square(grads), axis=-1)
+
+
+def discriminator_step(config, D, d_tx, state, real_w, fake_codes, stage, key):
+    """D's main update on pooled reals and fakes, then the lazy R1 update. Returns
+    (state, metrics)."""
+    e = config.e4e
+    k_rows, k_real, k_fake = jax.random.split(key, 3)
+    fake_w = pick_rows(jax.lax.stop_gradient(fake_codes), stage, k_rows, e.use_w_pool)
+    real_w = jax.lax.stop_gradient(real_w)
+    state = dict(state)
+    if e.use_w_pool:
+        state["real_pool"], count_r, real_w = pool_query(
+            state["real_pool"], state["pool_count"][0], real_w, k_real
+        )
+        state["fake_pool"], count_f, fake_w = pool_query(
+            state["fake_pool"], state["pool_count"][1], fake_w, k_fake
+        )
+        state["pool_count"] = jnp.stack([count_r, count_f])
+
+    def d_loss(params):
+        real = D.apply({"params": params}, real_w)
+        fake = D.apply({"params": params}, fake_w)
+        real_loss = jnp.mean(jax.nn.softplus(-real))
+        fake_loss = jnp.mean(jax.nn.softplus(fake))
+        return real_loss + fake_loss, (real_loss, fake_loss)
+
+    (loss, (real_loss, fake_loss)), grads = jax.value_and_grad(d_loss, has_aux=True)(
+        state["d_params"]
+    )
+    updates, d_opt = d_tx.update(grads, state["d_opt"], state["d_params"])
+    d_params = optax.apply_updates(state["d_params"], updates)
+
+    def r1_update(operand):
+        d_params, d_opt = operand
+        scale = e.r1 / 2 * e.d_reg_every
+
+        def loss_fn(params):
+            penalty = jnp.mean(r1_penalty(D, params, real_w))
+            return penalty * scale, penalty
+
+        (_, penalty), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+        updates, d_opt = d_tx.update(grads, d_opt, d_params)
+        return optax.apply_updates(d_params, updates), d_opt, penalty
+
+    def no_r1(operand):
+        return (*operand, jnp.zeros((), jnp.float32))
+
+    do_r1 = state["step"] % e.d_reg_every == 0
+    if e.r1 > 0:
+        d_params, d_opt, penalty = jax.lax.cond(do_r1, r1_update, no_r1, (d_params, d_opt))
+    else:
+        penalty = jnp.zeros((), jnp.float32)
+    state.update(d_params=d_params, d_opt=d_opt)
+    metrics = {
+        "d_loss": loss,
+        "d_real_loss": real_loss,
+        "d_fake_loss": fake_loss,
+        "d_r1_penalty": (penalty, do_r1.astype(jnp.float32)),
+    }
+    return state, metrics
+
+
+def encoder_terms(config, D, d_params, codes, stage, progressive: bool):
+    """e4e's additions to the encoder loss: ({name: unweighted value}, weighted sum).
+    d_params None: no discriminator; progressive False: no delta regularisation."""
+    e = config.e4e
+    terms, total = {}, 0.0
+    if d_params is not None:
+        logits = D.apply({"params": d_params}, codes)[..., 0]  # [N, n_styles]
+        per_row = jnp.mean(jax.nn.softplus(-logits), axis=0)
+        if stage is None:
+            terms["adversarial"] = jnp.mean(per_row)
+        else:
+            active = jnp.arange(codes.shape[1]) <= stage
+            terms["adversarial"] = jnp.sum(jnp.where(active, per_row, 0)) / (stage + 1)
+        total += e.w_discriminator_lambda * terms["adversarial"]
+    if progressive and e.delta_norm_lambda > 0:
+        terms["delta"] = delta_loss(codes, stage, e.delta_norm)
+        total += e.delta_norm_lambda * terms["delta"]
+    return terms, total
+
+
+def real_codes(model, frozen, key, n: int):
+    """mapping(z) for n random z: the discriminator's real W codes."""
+    z = loop.split_over_devices(jax.random.normal(key, (n, model.decoder.z_dim)))
+    variables = {"params": {"decoder": frozen["decoder"]["params"]}}
+    variables["buffers"] = {"decoder": frozen["decoder"]["buffers"]}
+    ws = model.apply(variables, z, method=lambda m, z: m.decoder.map(z))
+    return ws[:, 0]
+
+
+def init_discriminator(config, D, d_tx, w_dim: int, rng) -> dict[str, Any]:
+    """The discriminator's part of the training state (empty when it is off)."""
+    e = config.e4e
+    if e.w_discriminator_lambda <= 0:
+        return {}
+    params = D.init(rng, jnp.zeros((1, w_dim)))["params"]
+    size = max(e.w_pool_size, 1)
+    return {
+        "d_params": params,
+        "d_opt": d_tx.init(params),
+        "real_pool": jnp.zeros((size, w_dim), jnp.float32),
+        "fake_pool": jnp.zeros((size, w_dim), jnp.float32),
+        "pool_count": jnp.zeros((2,), jnp.int32),
+    }
+
+
+def build_discriminator(config, w_dim: int):
+    # The public class hard-codes 512 features (its style_dim); we follow the generator's.
+    return e4e_models.LatentCodesDiscriminator(features=w_dim), optax.adam(
+        config.e4e.w_discriminator_lr
+    )
+
+
+# ----------------------------------------------------------------------------- e4e's step
+
+
+def apply_gradients(config, tx, state, grads):
+    """One optimiser update of state['params'] (and Ranger's slow weights)."""
+    opt_params = psp_train._opt_params(config, state)
+    updates, opt_state = tx.update(grads, state["opt_state"], opt_params)
+    new_params = optax.apply_updates(opt_params, updates)
+    if config.optimizer.name == "ranger":
+        return dict(state, params=new_params.fast, slow=new_params.slow, opt_state=opt_state)
+    return dict(state, params=new_params, opt_state=opt_state)
+
+
+def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, frozen):
+    x, y = batch["source"], batch["target"]
+    rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), state["step"])
+    k_noise, k_real, k_d = jax.random.split(rng, 3)
+    stage = stage_at(steps, state["step"])
+    metrics = {}
+    if stage is not None:
+        metrics["stage"] = stage.astype(jnp.float32)
+
+    if config.e4e.w_discriminator_lambda > 0:
+        variables = psp_train._variables(frozen, state["params"], state["batch_stats"])
+        fake = model.apply(
+            variables,
+            x,
+            train=True,
+            stage=stage,
+            method=e4e_models.E4E.encode,
+            mutable=["batch_stats"],
+        )[0]
+        real = real_codes(model, frozen, k_real, x.shape[0])
+        state, d_metrics = discriminator_step(config, D, d_tx, state, real, fake, stage, k_d)
+        metrics.update(d_metrics)
+
+    def loss_fn(params):
+        variables = psp_train._variables(frozen, params, state["batch_stats"])
+        (y_hat, codes), updated = model.apply(
+            variables,
+            x,
+            stage=stage,
+            train=True,
+            noise_mode="random",
+            return_latents=True,
+            rngs={"noise": k_noise},
+            mutable=["batch_stats"],
+        )
+        y_hat = psp_train.pool_to(y_hat, y.shape[1])
+        total, terms = psp_train.reconstruction_losses(
+            weights, nets, frozen, y_hat, y, codes, frozen["latent_avg"]
+        )
+        extra, extra_total = encoder_terms(
+            config, D, state.get("d_params"), codes, stage, steps is not None
+        )
+        return total + extra_total, ({**terms, **extra}, updated["batch_stats"]["encoder"])
+
+    (total, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"]
+    )
+    state = apply_gradients(config, tx, dict(state, batch_stats=batch_stats), grads)
+    state["step"] = state["step"] + 1
+    metrics.update(
+        loss=total,
+        **{f"loss_{k}": v for k, v in terms.items()},
+        grad_norm=optax.tree.norm(grads),
+        param_norm=optax.tree.norm(state["params"]),
+    )
+    return state, metrics
+
+
+# ----------------------------------------------------------------------------- the task
+
+
+def encoder_kwargs(config, G, resolution: int) -> dict:
+    _, kwargs = psp_train.encoder_config(config, G, resolution)
+    # pSp's pyramid: map2style blocks halve the 1/16, 1/8 and 1/4-resolution maps to 1×1.
+    kwargs["block_spatial"] = (resolution // 16, resolution // 8, resolution // 4)
+    return kwargs
+
+
+def make_task(config, input_shape, mesh=None):
+    """The engine task plus (model, model config, progressive steps)."""
+    mesh = loop.make_mesh() if mesh is None else mesh
+    networks = psp_train.load_networks(config)
+    G, nets = networks["G"], networks["nets"]
+    resolution = input_shape[0]
+    model_cfg = {
+        "family": "e4e",
+        "encoder_type": "Encoder4Editing",
+        "encoder": encoder_kwargs(config, G, resolution),
+        "input_nc": input_shape[-1],
+        "decoder": networks["g_config"],
+        "start_from_latent_avg": True,
+    }
+    model = e4e_models.E4E(e4e_models.Encoder4Editing(**model_cfg["encoder"]), G, True)
+    steps = progressive_steps(config, G.num_ws)
+    logging.info("e4e progressive steps: %s", steps)
+    weights = psp_train.loss_weights(config, "lpips" in nets, "arcface" in nets)
+    tx = psp_train.optimizer(config)
+    D, d_tx = build_discriminator(config, G.w_dim)
+    frozen = jax.device_put(networks["frozen"], loop.replicated(mesh))
+
+    def init_state(rng):
+        k_enc, k_d = jax.random.split(rng)
+        state = psp_train.init_state(config, model, tx, input_shape, k_enc)
+        return {**state, **init_discriminator(config, D, d_tx, G.w_dim, k_d)}
+
+    task = loop.Task(
+        init_state=init_state,
+        train_step=functools.partial(train_step, config, model, D, tx, d_tx, weights, nets, steps),
+        samples=None,
+        global_batch_size=config.batch_size,
+        parameters=parameter_groups,
+        frozen=frozen,
+        prepare_state=functools.partial(psp_train.init_encoder_from_arcface, config)
+        if config.model.encoder_init
+        else None,
+        evaluate=psp_train.Evaluator(config, model, nets, frozen, mesh),
+    )
+    return task, model, model_cfg, steps
+
+
+def parameter_groups(state) -> dict:
+    groups = {"encoder": state["params"]}
+    if "d_params" in state:
+        groups["w_discriminator"] = state["d_params"]
+    return groups
+
+
+def save_model(out_dir, task, state, model_cfg, source: str) -> dict:
+    """The trained encoder with its generator as a converted checkpoint (kind
+    `model_cfg['family']`: 'e4e' or 'restyle'), for `stylejax.convert.load_pretrained`."""
+    from stylejax.convert import save_converted
+
+    family = model_cfg["family"]
+    variables = psp_train._variables(task.frozen, state["params"], state["batch_stats"])
+    meta = {
+        "family": family,
+        "format": "stylejax-train",
+        "source": source,
+        "networks": {family: {"kind": family, "config": model_cfg}},
+    }
+    save_converted(out_dir, {family: jax.device_get(variables)}, meta, overwrite=True)
+    return meta
+
+
+def finish(config, workdir, task, state, history, model_cfg, report: dict):
+    """Writes workdir/report.json (the last test metrics and `report`) and, single-process,
+    the model to workdir/model."""
+    final = next((m for _, m in reversed(history) if any(k.startswith("test/") for k in m)), {})
+    report = {
+        "variant": config.variant or "default",
+        "encoder_type": model_cfg["encoder_type"],
+        "steps": int(jax.device_get(state["step"])),
+        "train": next((m for _, m in reversed(history) if "loss" in m), {}),
+        "test_examples": config.eval.num_examples,
+        "test": {k[len("test/") :]: v for k, v in final.items()},
+        **report,
+    }
+    if jax.process_count() == 1:  # the converted-checkpoint writer is single-process
+        source = f"{Path(workdir).absolute()} step {report['steps']}"
+        save_model(Path(workdir) / "model", task, state, model_cfg, source)
+    if jax.process_index() == 0:
+        psp_train.write_report(Path(workdir) / "report.json", report)
+    return report
+
+
+def train_and_evaluate(config, workdir):
+    """Trains, evaluates on the test split every eval_every steps (and G(w_avg) once, as the
+    baseline), writes workdir/report.json and the model to workdir/model."""
+    loop.setup_jax()
+    mesh = loop.make_mesh()
+    data, tf_iterator, input_shape = psp_train.make_data(config)
+    task, _model, model_cfg, _steps = make_task(config, input_shape, mesh)
+    state, history = loop.run(task, config, workdir, data, tf_iterator, mesh)
+    baseline, _ = task.evaluate(state, baseline=True)
+    report = finish(config, workdir, task, state, history, model_cfg, {"w_avg_baseline": baseline})
+    logging.info("test-split report: %s", report)
+    return state, report

@@ -1,0 +1,301 @@
+"""ReStyle training (Alaluf et al. 2021) on the shared engine, built on pSp's training.
+
+Per batch, starting from w_0 = latent_avg and y_0 = G(latent_avg) (constant noise, as the
+public coach's average image), `n_iters_per_batch` refinement iterations run, each with its
+own forward pass, loss and backward pass; codes and images are detached between iterations.
+As in the public coach the gradients of the N losses are summed into one optimiser update
+per batch; `restyle.update_each_iteration` instead applies an update after every iteration.
+The whole batch is one jitted step; the iterations run under `lax.scan` (`restyle.scan`) or
+unrolled.
+
+The pSp pieces (frozen generator, losses, Ranger, data) come from `stylejax.train.psp`; with
+the `ProgressiveBackboneEncoder` (ReStyle-e4e) the e4e pieces (progressive stages, delta
+regularisation, latent discriminator with R1) come from `stylejax.train.e4e`; the
+discriminator sees the step-0 codes, as the public ReStyle-e4e coach.
+
+Evaluation reports every step's MSE / PSNR (/ LPIPS / ID) on the test split, step 0 being
+the G(latent_avg) baseline, and writes an input | step 1 … N | target grid.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from stylejax import images as images_lib
+from stylejax import metrics as metrics_lib
+from stylejax.models import restyle
+from stylejax.train import e4e as e4e_train
+from stylejax.train import loop
+from stylejax.train import psp as psp_train
+
+
+def encoder_kwargs(config, G, resolution: int) -> dict:
+    _, kwargs = psp_train.encoder_config(config, G, resolution)
+    if config.model.encoder_type != "GradualStyleEncoder":
+        kwargs["block_spatial"] = resolution // 16  # every style from the last map
+    return kwargs
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, frozen):
+    x, y = batch["source"], batch["target"]
+    r = config.restyle
+    n_iters = r.n_iters_per_batch
+    rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), state["step"])
+    k_noise, k_real, k_d = jax.random.split(rng, 3)
+    progressive = model.progressive and steps is not None
+    stage = e4e_train.stage_at(steps, state["step"]) if model.progressive else None
+    metrics = {}
+    if stage is not None:
+        metrics["stage"] = stage.astype(jnp.float32)
+
+    variables = psp_train._variables(frozen, state["params"], state["batch_stats"])
+    codes, images = model.apply(variables, x, method=restyle.ReStyle.start)
+    if D is not None:  # the public ReStyle-e4e coach: D first, on the step-0 codes
+        (fake, _, _), _ = model.apply(
+            variables,
+            x,
+            codes,
+            images,
+            stage=stage,
+            train=True,
+            mutable=["batch_stats"],
+            method=restyle.ReStyle.step,
+        )
+        real = e4e_train.real_codes(model, frozen, k_real, x.shape[0])
+        state, d_metrics = e4e_train.discriminator_step(
+            config, D, d_tx, state, real, fake, stage, k_d
+        )
+        metrics.update(d_metrics)
+
+    def iteration(carry, t):
+        state, codes, images, grad_sum = carry
+
+        def loss_fn(params):
+            variables = psp_train._variables(frozen, params, state["batch_stats"])
+            (new_codes, new_images, _), updated = model.apply(
+                variables,
+                x,
+                codes,
+                images,
+                stage=stage,
+                train=True,
+                noise_mode="random",
+                rngs={"noise": jax.random.fold_in(k_noise, t)},
+                mutable=["batch_stats"],
+                method=restyle.ReStyle.step,
+            )
+            y_hat = psp_train.pool_to(new_images, y.shape[1])
+            total, terms = psp_train.reconstruction_losses(
+                weights, nets, frozen, y_hat, y, new_codes, frozen["latent_avg"]
+            )
+            extra, extra_total = e4e_train.encoder_terms(
+                config, D, state.get("d_params"), new_codes, stage, progressive
+            )
+            psnr = jnp.mean(metrics_lib.psnr(jnp.clip(y_hat, -1, 1), y))
+            aux = ({**terms, **extra, "psnr": psnr}, new_codes, new_images)
+            return total + extra_total, (aux, updated["batch_stats"]["encoder"])
+
+        (total, ((terms, codes, images), batch_stats)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True
+        )(state["params"])
+        state = dict(state, batch_stats=batch_stats)
+        if r.update_each_iteration:
+            state = e4e_train.apply_gradients(config, tx, state, grads)
+        else:
+            grad_sum = jax.tree_util.tree_map(jnp.add, grad_sum, grads)
+        carry = (state, jax.lax.stop_gradient(codes), jax.lax.stop_gradient(images), grad_sum)
+        return carry, {"loss": total, **terms, "grad_norm": optax.tree.norm(grads)}
+
+    grad_sum = jax.tree_util.tree_map(jnp.zeros_like, state["params"])
+    carry = (state, codes, images, grad_sum)
+    if r.scan:
+        carry, per_iter = jax.lax.scan(iteration, carry, jnp.arange(n_iters))
+    else:
+        outputs = []
+        for t in range(n_iters):
+            carry, out = iteration(carry, t)
+            outputs.append(out)
+        per_iter = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *outputs)
+    state, _, _, grad_sum = carry
+    if not r.update_each_iteration:
+        state = e4e_train.apply_gradients(config, tx, state, grad_sum)
+    state["step"] = state["step"] + 1
+    for name, values in per_iter.items():
+        for t in range(n_iters):
+            metrics[f"iter{t + 1}/{name}"] = values[t]
+    metrics["loss"] = jnp.sum(per_iter["loss"])
+    metrics["param_norm"] = optax.tree.norm(state["params"])
+    return state, metrics
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def eval_batch(config, model, nets, state, frozen, batch, baseline: bool = False):
+    """Per-step sums over the batch of the test metrics (step 0: G(latent_avg), the
+    baseline, always reported) and every step's images [T + 1, N, H, W, 3]."""
+    del baseline  # step 0 is the baseline
+    x, y = batch["source"], batch["target"]
+    variables = psp_train._variables(frozen, state["params"], state["batch_stats"])
+    _codes, start = model.apply(variables, x, method=restyle.ReStyle.start)
+    y_hats, _ = restyle.run_iterations(model, variables, x, config.restyle.n_iters_eval, stage=None)
+    y_hats = jnp.concatenate([start[None], y_hats])
+    sums = {}
+    for t in range(y_hats.shape[0]):
+        y_hat = jnp.clip(psp_train.pool_to(y_hats[t], y.shape[1]), -1, 1)
+        sums[f"step{t}/mse"] = jnp.sum(jnp.mean(jnp.square(y_hat - y), axis=(1, 2, 3)))
+        sums[f"step{t}/psnr"] = jnp.sum(metrics_lib.psnr(y_hat, y))
+        if "lpips" in frozen:
+            sums[f"step{t}/lpips"] = jnp.sum(nets["lpips"].apply(frozen["lpips"], y_hat, y))
+        if "arcface" in frozen:
+            sim = metrics_lib.identity_similarity(nets["arcface"], frozen["arcface"], y_hat, y)
+            sums[f"step{t}/id_similarity"] = jnp.sum(sim)
+    return sums, y_hats
+
+
+class Evaluator(psp_train.Evaluator):
+    """pSp's test-split evaluator with every ReStyle step reported and shown."""
+
+    def __init__(self, config, model, nets, frozen_device, mesh):
+        super().__init__(config, model, nets, frozen_device, mesh)
+        repl = loop.replicated(mesh)
+        self._eval = jax.jit(
+            functools.partial(eval_batch, config, model, nets),
+            static_argnames="baseline",
+            out_shardings=(repl, repl),
+        )
+
+    def _grid(self, batch, y_hats):
+        """Rows: input, step 1 … N, target; one column per example."""
+        k = self.config.eval.grid_examples
+        y_hats = np.asarray(jax.device_get(y_hats))[1:, :k]
+        size = np.asarray(batch["target"]).shape[1]
+        steps = [np.asarray(psp_train.pool_to(jnp.asarray(s), size)) for s in y_hats]
+        source = psp_train.source_for_display(
+            np.asarray(jax.device_get(batch["source"]))[:k], self.config.data.task
+        )
+        rows = [source, *steps, np.asarray(jax.device_get(batch["target"]))[:k]]
+        return images_lib.make_grid(np.concatenate(rows), cols=len(rows[0]), pad=1)
+
+
+# ----------------------------------------------------------------------------- the task
+
+
+def init_encoder_from_arcface(config, state):
+    """The pSp initialisation for a 6-channel input, as the public ReStyle code does: trunk
+    and input layer from ArcFace, the input conv's RGB weights copied into channels 0–2 and
+    channels 3–5 (the reconstruction) drawn from N(0, 1)."""
+    six = config.copy_and_resolve_references()
+    with six.unlocked():
+        six.model.input_nc = 6  # pSp's init then leaves the input layer alone
+    state = psp_train.init_encoder_from_arcface(six, state)
+    _, arc = psp_train._load_frozen(config.model.encoder_init, "arcface", "model.encoder_init")
+    layer = state["params"]["input_layer"]
+    rgb = np.asarray(arc["params"]["input_layer"]["conv"]["kernel"])
+    kernel = np.asarray(
+        jax.random.normal(jax.random.PRNGKey(config.seed), layer["conv"]["kernel"].shape)
+    )
+    if rgb.shape[:2] + rgb.shape[3:] != kernel.shape[:2] + kernel.shape[3:]:
+        raise ValueError(
+            f"{config.model.encoder_init}: ArcFace input conv {rgb.shape} does not fit the "
+            f"encoder's {kernel.shape} (model.base_width={config.model.base_width})"
+        )
+    kernel[:, :, : rgb.shape[2]] = rgb
+    new_layer = {
+        **arc["params"]["input_layer"],
+        "conv": {"kernel": kernel},
+    }
+    put = lambda old, value: jax.device_put(jnp.asarray(value, old.dtype), old.sharding)
+    params = dict(state["params"], input_layer=jax.tree_util.tree_map(put, layer, new_layer))
+    stats = dict(state["batch_stats"])
+    stats["input_layer"] = jax.tree_util.tree_map(
+        put, stats["input_layer"], arc["batch_stats"]["input_layer"]
+    )
+    state = dict(state, params=params, batch_stats=stats)
+    if config.optimizer.name == "ranger":
+        state["slow"] = jax.tree_util.tree_map(jnp.copy, params)
+    return state
+
+
+def make_task(config, input_shape, mesh=None):
+    """The engine task plus (model, model config)."""
+    mesh = loop.make_mesh() if mesh is None else mesh
+    networks = psp_train.load_networks(config)
+    G, nets = networks["G"], networks["nets"]
+    encoder_type = config.model.encoder_type
+    encoder_shape = (*input_shape[:2], input_shape[2] + 3)  # image + reconstruction
+    model_cfg = {
+        "family": "restyle",
+        "encoder_type": encoder_type,
+        "encoder": encoder_kwargs(config, G, input_shape[0]),
+        "input_nc": encoder_shape[-1],
+        "decoder": networks["g_config"],
+        "n_iters": config.restyle.n_iters_eval,
+    }
+    model = restyle.ReStyle(restyle.build_encoder(encoder_type, **model_cfg["encoder"]), G)
+    steps = e4e_train.progressive_steps(config, G.num_ws) if model.progressive else None
+    weights = psp_train.loss_weights(config, "lpips" in nets, "arcface" in nets)
+    tx = psp_train.optimizer(config)
+    use_d = model.progressive and config.e4e.w_discriminator_lambda > 0
+    D, d_tx = e4e_train.build_discriminator(config, G.w_dim) if use_d else (None, None)
+    frozen = jax.device_put(networks["frozen"], loop.replicated(mesh))
+
+    def init_state(rng):
+        k_enc, k_d = jax.random.split(rng)
+        state = psp_train.init_state(config, model, tx, encoder_shape, k_enc)
+        if use_d:
+            state.update(e4e_train.init_discriminator(config, D, d_tx, G.w_dim, k_d))
+        return state
+
+    logging.info(
+        "ReStyle %s: %d iterations per batch (%s, %s), progressive steps %s",
+        encoder_type,
+        config.restyle.n_iters_per_batch,
+        "lax.scan" if config.restyle.scan else "unrolled",
+        "update per iteration" if config.restyle.update_each_iteration else "summed gradients",
+        steps,
+    )
+    task = loop.Task(
+        init_state=init_state,
+        train_step=functools.partial(train_step, config, model, D, tx, d_tx, weights, nets, steps),
+        samples=None,
+        global_batch_size=config.batch_size,
+        parameters=e4e_train.parameter_groups,
+        frozen=frozen,
+        prepare_state=functools.partial(init_encoder_from_arcface, config)
+        if config.model.encoder_init
+        else None,
+        evaluate=Evaluator(config, model, nets, frozen, mesh),
+    )
+    return task, model, model_cfg
+
+
+def train_and_evaluate(config, workdir):
+    """Trains, evaluates every step's reconstruction on the test split, writes
+    workdir/report.json (per-step metrics, step 0 = G(latent_avg)) and the model to
+    workdir/model."""
+    loop.setup_jax()
+    mesh = loop.make_mesh()
+    data, tf_iterator, input_shape = psp_train.make_data(config)
+    task, _model, model_cfg = make_task(config, input_shape, mesh)
+    state, history = loop.run(task, config, workdir, data, tf_iterator, mesh)
+    report = e4e_train.finish(config, workdir, task, state, history, model_cfg, {})
+    logging.info("test-split report (per step):\n%s", format_steps(report["test"]))
+    return state, report
+
+
+def format_steps(test: dict) -> str:
+    """'step0/psnr'-style metrics as a table: one row per step."""
+    steps = sorted({int(k.split("/")[0][4:]) for k in test if k.startswith("step")})
+    names = sorted({k.split("/")[1] for k in test if k.startswith("step")})
+    lines = ["step" + "".join(f"{n:>14}" for n in names)]
+    for t in steps:
+        lines.append(f"{t:>4}" + "".join(f"{test[f'step{t}/{n}']:>14.4f}" for n in names))
+    return "\n".join(lines)
