@@ -7,6 +7,9 @@ python tools/benchmark.py psp [--only synthetic64|ffhq_encode] [--batch 8] [--it
     pSp encoder + generator inference latency at batch 1 and 8, and training images/s:
     the default config (64 px, shipped generator) and ffhq_encode's shapes (256 px input,
     IR-SE50, config-f 1024 px generator, LPIPS-Alex and ArcFace losses; random weights).
+python tools/benchmark.py sean [--resolution 256] [--batch 8] [--iters 10]
+    SEAN (official widths at 256 px, configs/sean.py:celebamaskhq; the small default config
+    below 256 px): generator inference latency and train-step images/s, random weights.
 python tools/benchmark.py data
     Input-pipeline images/s (see stylejax/data/benchmark.py).
 """
@@ -210,11 +213,22 @@ def bench_psp(batch, iters, only=None):
         print("| " + " | ".join(c.rjust(len(h)) for c, h in zip(cells, header)) + " |")
 
 
+def bench_sean(resolution, batch, iters):
+    from configs import sean as sean_config
+    from stylejax.train import sean as train_sean
+
+    config = sean_config.get_config("celebamaskhq" if resolution >= 256 else "")
+    config.model.resolution, config.batch_size = resolution, batch
+    print(f"SEAN {resolution} px, batch {batch}, {jax.device_count()} device(s)")
+    for name, value in train_sean.benchmark(config, iters).items():
+        print(f"  {name}: {value:.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("suite", choices=["models", "stylegan2", "psp", "data"])
+    parser.add_argument("suite", choices=["models", "stylegan2", "psp", "sean", "data"])
     parser.add_argument(
         "--only",
         choices=["tiny64", "f256", "synthetic64", "ffhq_encode"],
@@ -230,6 +244,8 @@ def main():
         bench_train(args.batch, args.iters, args.only)
     elif args.suite == "psp":
         bench_psp(args.batch, args.iters, args.only)
+    elif args.suite == "sean":
+        bench_sean(args.resolution, args.batch, args.iters)
     else:
         from stylejax.data import benchmark
 

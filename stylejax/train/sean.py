@@ -433,3 +433,55 @@ def export_generator(config, workdir, out_dir, step=None, overwrite=False) -> di
     }
     save_converted(out_dir, {"g": state["g"]}, meta, overwrite=overwrite)
     return meta
+
+
+def benchmark(config, iters: int = 5) -> dict[str, float]:
+    """Inference latency of G(mask, style image) at batch 1 and config.batch_size, and the
+    train step's images/s on every device (random weights and data; no VGG loss)."""
+    import time
+
+    config = config.copy_and_resolve_references()
+    config.train.lambda_vgg = 0.0
+    r, label_nc = config.model.resolution, config.model.label_nc
+    task = make_task(config, with_samples=False)
+    G, _ = build_models(config)
+    mesh = loop.make_mesh()
+    sharding = jax.tree_util.tree_map(
+        lambda _: loop.replicated(mesh), jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
+    )
+    t0 = time.perf_counter()
+    state = jax.jit(task.init_state, out_shardings=sharding)(jax.random.PRNGKey(0))
+    jax.block_until_ready(state)
+    result = {"init_compile_s": time.perf_counter() - t0}
+    rng = np.random.default_rng(0)
+
+    def random_batch(n):
+        return {
+            "image": rng.uniform(-1, 1, (n, r, r, 3)).astype(np.float32),
+            "segmentation": rng.integers(0, label_nc, (n, r, r)).astype(np.int32),
+        }
+
+    rng_key = jax.random.PRNGKey(1)
+    infer = jax.jit(
+        lambda v, b: reconstruct(G, v, b["segmentation"], b["image"], label_nc, rng_key)
+    )
+    for n in (1, config.batch_size):
+        b = random_batch(n)
+        jax.block_until_ready(infer(state["g"], b))
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            out = infer(state["g"], b)
+        jax.block_until_ready(out)
+        result[f"latency_ms_batch{n}"] = (time.perf_counter() - t0) / iters * 1e3
+    step = loop.compile_step(task, mesh, sharding)
+    b = loop.global_batch(random_batch(config.batch_size), mesh)
+    t0 = time.perf_counter()
+    state, metrics = step(state, b)
+    jax.block_until_ready(metrics)
+    result["step_compile_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        state, metrics = step(state, b)
+    jax.block_until_ready(metrics)
+    result["train_images_per_s"] = config.batch_size * iters / (time.perf_counter() - t0)
+    return result
