@@ -353,6 +353,62 @@ else:
     (
         "md",
         """\
+## SEAN region styles and L2M attribute edits
+
+SEAN (`SEAN_MODEL`: a converted `latest_net_G.pth` or an exported training run) encodes
+one style per segmentation region; here the hair style of one synthetic face is moved onto
+another (the synthetic-faces data set, with its 19-class masks, is built on first use, about a
+minute). L2M-GAN (`L2M_MODEL`: a converted `*_nets_ema.ckpt` or an exported run) edits an
+attribute from domain 0 to domain 1 (e.g. not smiling → smiling) with strength `ALPHA`.""",
+    ),
+    (
+        "code",
+        """\
+SEAN_MODEL = os.environ.get("STYLEJAX_SEAN_MODEL", "")  # @param {type:"string"}
+if SEAN_MODEL:
+    from stylejax.data import pipeline
+    from stylejax.data.labels import LABEL
+    from stylejax.models import sean
+
+    G_sean, sean_vars = load_pretrained(SEAN_MODEL)
+    ds = pipeline.make_dataset("synthetic_faces/64", global_batch_size=2, split="test",
+                               seed=None, keys=("image", "segmentation"), flip=False,
+                               repeat=False, process_index=0, process_count=1)
+    example = next(iter(ds))
+    img, lab = np.asarray(example["image"]), np.asarray(example["segmentation"])
+    # A model with fewer than the data set's 19 classes sees the rest merged into its last.
+    lab = np.minimum(lab, G_sean.label_nc - 1)
+    hair = LABEL["hair"] if LABEL["hair"] < G_sean.label_nc else G_sean.label_nc - 1
+    one_hot = sean.one_hot(lab, G_sean.label_nc)
+    codes, present = jax.jit(lambda v, i, m: G_sean.apply(v, i, m, method=G_sean.encode))(
+        sean_vars, img, one_hot)
+    mixed = sean.transfer_regions(codes[:1], codes[1:], [hair], present[1:])
+    synth = jax.jit(lambda v, m, c: G_sean.apply(v, m, style_codes=c,
+                                                 rngs={"noise": jax.random.PRNGKey(0)}))
+    rows = [img[:1], img[1:], synth(sean_vars, one_hot[:1], codes[:1]),
+            synth(sean_vars, one_hot[:1], mixed)]
+    show(np.concatenate(rows), cols=4, name="sean_hair_transfer")  # A, B, G(A), A + B's hair
+else:
+    print("SEAN_MODEL not set: skipping SEAN")
+
+L2M_MODEL = os.environ.get("STYLEJAX_L2M_MODEL", "")  # @param {type:"string"}
+ALPHA = 0.75  # @param {type:"slider", min:0, max:1.5, step:0.05}
+if L2M_MODEL:
+    l2m, l2m_vars = load_pretrained(L2M_MODEL)
+    x = resized(targets, l2m.img_size)
+    y_src, y_trg = np.zeros(len(x), np.int32), np.ones(len(x), np.int32)
+    edit = jax.jit(lambda v, x, a: l2m.apply(v, x, y_src, y_trg, a))
+    alphas = (0.0, 0.5, 1.0)
+    sweep = jax.jit(lambda v, x: l2m.apply(v, x, y_src, y_trg, alphas, method=l2m.sweep))
+    show(np.concatenate([x, np.asarray(edit(l2m_vars, x, ALPHA))]), cols=len(x), name="l2m_edit")
+    strips = np.asarray(sweep(l2m_vars, x))  # [N, len(alphas), H, W, 3]
+    show(strips.reshape(-1, *strips.shape[2:]), cols=len(alphas), name="l2m_sweep")
+else:
+    print("L2M_MODEL not set: skipping L2M-GAN")""",
+    ),
+    (
+        "md",
+        """\
 From the shell: `tools/project.py`, `tools/edit.py --sefa/--pca/--fit/--direction` and
 `tools/align_faces.py` do the same (docs/tools.md).""",
     ),
