@@ -103,6 +103,9 @@ class L2MGAN(nn.Module):
     max_conv_dim: int = 512
     w_hpf: float = 1.0
     dim_in: int | None = None
+    # Our mapping network (StarGAN v2's) for latent-guided edits; the official model has none.
+    latent_dim: int = 16
+    mapping_hidden_dim: int | None = None
 
     def setup(self):
         self.generator = stargan_v2.Generator(
@@ -113,6 +116,16 @@ class L2MGAN(nn.Module):
         )
         if self.w_hpf > 0:
             self.fan = FAN()
+        if self.mapping_hidden_dim is not None:
+            self.mapping = stargan_v2.MappingNetwork(
+                self.style_dim, self.num_domains, self.mapping_hidden_dim
+            )
+
+    def latent_style(self, z, y):
+        """A random style of domain y from the mapping network (trained models only)."""
+        if self.mapping_hidden_dim is None:
+            raise ValueError("this model has no mapping network (official L2M-GAN has none)")
+        return self.mapping(z, y)
 
     def masks(self, x):
         """The high-pass masks (None when w_hpf = 0)."""
@@ -136,6 +149,22 @@ class L2MGAN(nn.Module):
         """x edited from domain y_src to y_trg at strength alpha (scalar or per sample)."""
         _, s1, s2, s3 = self.style_encoder(x, y_src, y_trg)
         return self.generator(x, edit_style(s1, s2, s3, alpha), self.masks(x))
+
+    def sweep(self, x, y_src, y_trg, alphas):
+        """[N, len(alphas), H, W, 3]: each image edited at every strength (one encoder and
+        FAN pass, one batched generator call)."""
+        _, s1, s2, s3 = self.style_encoder(x, y_src, y_trg)
+        masks = self.masks(x)
+        k, n = len(alphas), x.shape[0]
+        styles = jnp.concatenate([edit_style(s1, s2, s3, a) for a in alphas])
+        tiled = None if masks is None else tuple(jnp.tile(m, (k, 1, 1, 1)) for m in masks)
+        out = self.generator(jnp.tile(x, (k, 1, 1, 1)), styles, tiled)
+        return jnp.swapaxes(out.reshape(k, n, *out.shape[1:]), 0, 1)
+
+    def reference_edit(self, x, y_src, x_ref, y_ref):
+        """x with the attribute part of reference images x_ref (of domains y_ref)."""
+        s_ref = self.style_encoder.style(x_ref, y_ref)
+        return self.generator(x, self.reference_style(x, s_ref, y_src), self.masks(x))
 
 
 def domain_index(attributes, names) -> np.ndarray | jax.Array:

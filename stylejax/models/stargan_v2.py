@@ -300,8 +300,9 @@ class StyleEncoder(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Multi-task discriminator: the trunk, then a 1×1 conv to one logit per domain; returns
-    each sample's logit for its domain y."""
+    """Multi-task discriminator: the trunk, then a 1×1 conv (a Dense on the 1×1 map) to one
+    logit per domain; returns each sample's logit for its domain y, or all [N, D] when y is
+    None (the attribute classifier of the L2M evaluation is this network too)."""
 
     img_size: int = 256
     num_domains: int = 2
@@ -309,12 +310,12 @@ class Discriminator(nn.Module):
     dim_in: int | None = None
 
     @nn.compact
-    def __call__(self, x, y):
+    def __call__(self, x, y=None):
         layers = trunk_layers(self.img_size, self.max_conv_dim, self.dim_in, "main")
         h = run_trunk([layer for _, layer in layers], x)
         repeat = int(np.log2(self.img_size)) - 2
-        logits = nn.Dense(self.num_domains, name=f"main_{repeat + 4}")(h)  # the 1×1 conv
-        return select_domain(logits[:, :, None], y)[:, 0]
+        logits = nn.Dense(self.num_domains, name=f"main_{repeat + 4}")(h)
+        return logits if y is None else select_domain(logits[:, :, None], y)[:, 0]
 
 
 def he_init(module: nn.Module, rng, *args, **kwargs):

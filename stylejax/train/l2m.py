@@ -1,0 +1,562 @@
+"""L2M-GAN training on the shared engine: the first complete open trainer (the official
+repository only evaluates). It follows the paper and StarGAN v2; docs/l2m.md lists where a
+choice was ours.
+
+One step (one jitted function):
+- targets: y_trg is a random domain on even steps (latent-guided) and a batch-mate's domain
+  on odd steps (reference-guided: the batch-mate is the reference image), as StarGAN v2
+  alternates its two paths;
+- styles: s = E(x, y_src); s1 = decomposer(s) (attribute-irrelevant), s2 = s − s1;
+  s3 = transformer[y_trg](s2). The L2M edit is s1 + s3 (α = 1). The guided edits are
+  s1 + a(t), where a(t) = t − decomposer(t) is the attribute part of a guide style t: the
+  mapping network's M(z, y_trg) or the reference's E(x_ref, y_ref); two guides per image
+  (z1/z2, or two references of the same domain) feed the diversity-sensitive loss;
+- D: non-saturating loss, real x (its own domain) against both fakes (half weight each),
+  plus λ_reg · R1 on reals, every step;
+- G, E, M (one update): adversarial on both fakes, λ_sty · style reconstruction
+  ‖E(fake, y_trg) − s_edit‖₁ for both, − λ_ds · ‖G(x, s1 + a(t1)) − G(x, s1 + a(t2))‖₁ (λ_ds
+  decays linearly to 0 over ds_iter steps), λ_cyc · ‖G(G(x, s1 + s3), s) − x‖₁,
+  λ_rec · ‖G(x, s) − x‖₁ (the α = 0 edit; ours, 0 in the paper setting) and λ_ort ·
+  orthogonality of s1 against s2 and s3 (|cos|, models/l2m.py);
+- Adam (β = 0, 0.99) with torch-style L2 weight decay, the mapping network at f_lr;
+  exponential moving averages of G, E and M.
+"""
+
+import functools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from stylejax import images
+from stylejax.models import l2m, stargan_v2
+from stylejax.train import loop
+
+NETS = ("generator", "style_encoder", "mapping")
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def num_domains(config) -> int:
+    return 2 ** len(config.data.attributes)
+
+
+def model_kwargs(config) -> dict[str, Any]:
+    """L2MGAN constructor arguments (JSON-friendly: also the exported model config)."""
+    m = config.model
+    return {
+        "img_size": m.img_size,
+        "style_dim": m.style_dim,
+        "num_domains": num_domains(config),
+        "max_conv_dim": m.max_conv_dim,
+        "w_hpf": float(m.w_hpf),
+        "dim_in": m.dim_in,
+        "latent_dim": m.latent_dim,
+        "mapping_hidden_dim": m.hidden_dim,
+    }
+
+
+def build_models(config):
+    """(L2MGAN for G, E and M, discriminator)."""
+    m = config.model
+    if m.w_hpf > 0:
+        raise ValueError(
+            "config.model.w_hpf > 0 needs FAN weights (wing.ckpt) for the masks; training "
+            "with the high-pass path is not supported yet: use w_hpf = 0"
+        )
+    model = l2m.L2MGAN(**model_kwargs(config))
+    D = stargan_v2.Discriminator(m.img_size, num_domains(config), m.max_conv_dim, m.dim_in)
+    return model, D
+
+
+def _example_inputs(config, batch: int = 1):
+    x = jnp.zeros((batch, config.model.img_size, config.model.img_size, 3))
+    y = jnp.zeros((batch,), jnp.int32)
+    z = jnp.zeros((batch, config.model.latent_dim))
+    return x, y, z
+
+
+def _init_all(model, x, y, z):
+    """Touches every network of the L2MGAN so that init creates all parameters."""
+    s = model.latent_style(z, y)
+    return model(x, y, y) + model.generate(x, s).sum() * 0
+
+
+def optimizers(config):
+    """Adam with torch-style L2 weight decay (added to the gradient); f_lr for M."""
+    t = config.train
+
+    def adam(lr):
+        return optax.chain(
+            optax.add_decayed_weights(t.weight_decay),
+            optax.scale_by_adam(b1=t.betas[0], b2=t.betas[1], eps=t.adam_eps),
+            optax.scale(-lr),
+        )
+
+    labels = {"generator": "g", "style_encoder": "g", "mapping": "f"}
+    g_tx = optax.multi_transform({"g": adam(t.lr), "f": adam(t.f_lr)}, labels)
+    return g_tx, adam(t.lr)
+
+
+def init_state(config, model, D, g_tx, d_tx, rng) -> dict[str, Any]:
+    k_g, k_d = jax.random.split(rng)
+    x, y, z = _example_inputs(config)
+    params = stargan_v2.he_init(model, k_g, x, y, z, method=_init_all)["params"]
+    d_params = stargan_v2.he_init(D, k_d, x, y)["params"]
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "ema": jax.tree_util.tree_map(jnp.copy, params),
+        "d": d_params,
+        "g_opt": g_tx.init(params),
+        "d_opt": d_tx.init(d_params),
+    }
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def adv_loss(logits, real: bool):
+    """Non-saturating logistic loss (BCE with logits against 1 or 0)."""
+    return jnp.mean(jax.nn.softplus(-logits if real else logits))
+
+
+def r1_penalty(D, d_params, x, y):
+    """StarGAN v2's R1: 0.5 · mean over samples of ‖∇_x D(x, y)‖²."""
+    grads = jax.grad(lambda v: D.apply({"params": d_params}, v, y).sum())(x)
+    return 0.5 * jnp.mean(jnp.sum(jnp.square(grads), axis=(1, 2, 3)))
+
+
+def orthogonality_loss(s1, s2, s3):
+    """Mean |cos| between the attribute-irrelevant part and the attribute part, before and
+    after the transformation."""
+    return jnp.mean(l2m.orthogonality(s1, s2)) + jnp.mean(l2m.orthogonality(s1, s3))
+
+
+def ds_weight(config, step):
+    t = config.train
+    if t.ds_iter <= 0:
+        return jnp.asarray(t.lambda_ds, jnp.float32)
+    return t.lambda_ds * jnp.maximum(0.0, 1.0 - step.astype(jnp.float32) / t.ds_iter)
+
+
+def sample_targets(config, rng, y):
+    """Per image: the target domain, two guide indices and whether the guides are reference
+    images (the second half of the batch) or mapped latents (the first half).
+
+    Reference guides are batch-mates: the first, and a second one of the same domain (another
+    image when the batch has one) for the diversity term; the target is their domain.
+    Latent-guided images get a random target domain."""
+    n = y.shape[0]
+    k_dom, k_perm, k_ref2 = jax.random.split(rng, 3)
+    perm = jax.random.permutation(k_perm, n)
+    y_ref = y[perm]
+    same = (y[None, :] == y_ref[:, None]) & (jnp.arange(n)[None, :] != perm[:, None])
+    scores = jnp.where(same, jax.random.uniform(k_ref2, (n, n)), -1.0)
+    perm2 = jnp.where(jnp.any(same, axis=1), jnp.argmax(scores, axis=1), perm)
+    is_ref = jnp.arange(n) >= n // 2
+    y_rand = jax.random.randint(k_dom, (n,), 0, num_domains(config))
+    return jnp.where(is_ref, y_ref, y_rand), perm, perm2, is_ref
+
+
+def step_styles(model, params, x, y, y_trg, perm, perm2, is_ref, z1, z2):
+    """The step's styles: s, its parts, the L2M edit s1 + s3 and the guided edits s1 + a(t)
+    for two guides t per image. One encoder pass covers the images and both references."""
+
+    def run(m):
+        n = x.shape[0]
+        codes = m.style_encoder.style(
+            jnp.concatenate([x, x[perm], x[perm2]]), jnp.concatenate([y, y_trg, y_trg])
+        )
+        s, ref1, ref2 = jnp.split(codes, 3)
+        mapped = m.latent_style(jnp.concatenate([z1, z2]), jnp.concatenate([y_trg, y_trg]))
+        lat1, lat2 = jnp.split(mapped, 2)
+        t1 = jnp.where(is_ref[:, None], ref1, lat1)
+        t2 = jnp.where(is_ref[:, None], ref2, lat2)
+        s1, s2 = m.style_encoder.decompose(s)
+        s3 = m.style_encoder.transform(s2, y_trg)
+        a = m.style_encoder.decompose(jnp.concatenate([t1, t2]))[1]
+        return {
+            "s": s,
+            "s1": s1,
+            "s2": s2,
+            "s3": s3,
+            "edit": s1 + s3,
+            "guided": s1 + a[:n],
+            "guided2": s1 + a[n:],
+        }
+
+    return model.apply({"params": params}, method=run)
+
+
+def train_step(config, model, D, g_tx, d_tx, state, batch):
+    """G, E, M and D update simultaneously from one generator pass: the fakes the G loss
+    makes (judged by the current D) are the fakes D learns to reject."""
+    t = config.train
+    x, y = batch["image"], batch["domain"].astype(jnp.int32)
+    n = x.shape[0]
+    step = state["step"]
+    rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
+    k_trg, k_z1, k_z2 = jax.random.split(rng, 3)
+    y_trg, perm, perm2, is_ref = sample_targets(config, k_trg, y)
+    z_shape = (n, config.model.latent_dim)
+    z1 = loop.split_over_devices(jax.random.normal(k_z1, z_shape))
+    z2 = loop.split_over_devices(jax.random.normal(k_z2, z_shape))
+    lambda_ds = ds_weight(config, step)
+    d_params = state["d"]
+
+    def generate(p, images, s):
+        return model.apply({"params": p}, images, s, method=model.generate)
+
+    def g_loss_fn(p):
+        st = step_styles(model, p, x, y, y_trg, perm, perm2, is_ref, z1, z2)
+        styles = jnp.concatenate([st["edit"], st["guided"], st["guided2"], st["s"]])
+        out = generate(p, jnp.concatenate([x, x, x, x]), styles)
+        edit, guided, guided2, own = jnp.split(out, 4)
+        fakes = jnp.concatenate([edit, guided])
+        fake_labels = jnp.concatenate([y_trg, y_trg])
+        adv = adv_loss(D.apply({"params": d_params}, fakes, fake_labels), True)
+        predicted = model.apply(
+            {"params": p},
+            fakes,
+            fake_labels,
+            method=lambda m, v, labels: m.style_encoder.style(v, labels),
+        )
+        sty = jnp.mean(jnp.abs(predicted - jnp.concatenate([st["edit"], st["guided"]])))
+        ds = jnp.mean(jnp.abs(guided - guided2))
+        cyc = jnp.mean(jnp.abs(generate(p, edit, st["s"]) - x))
+        rec = jnp.mean(jnp.abs(own - x))
+        ort = orthogonality_loss(st["s1"], st["s2"], st["s3"])
+        loss = adv + t.lambda_sty * sty - lambda_ds * ds + t.lambda_cyc * cyc
+        loss += t.lambda_rec * rec + t.lambda_ort * ort
+        terms = {"g_adv": adv, "sty": sty, "ds": ds, "cyc": cyc, "rec": rec, "ort": ort}
+        return loss, (terms, jax.lax.stop_gradient(fakes), fake_labels)
+
+    (g_loss, (g_terms, fakes, fake_labels)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+        state["params"]
+    )
+
+    def d_loss_fn(dp):
+        logits = D.apply(
+            {"params": dp}, jnp.concatenate([x, fakes]), jnp.concatenate([y, fake_labels])
+        )
+        real = adv_loss(logits[:n], True)
+        fake = adv_loss(logits[n:], False)
+        r1 = r1_penalty(D, dp, x, y)
+        return real + fake + t.lambda_reg * r1, {"d_real": real, "d_fake": fake, "r1": r1}
+
+    (d_loss, d_terms), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
+    g_updates, g_opt = g_tx.update(g_grads, state["g_opt"], state["params"])
+    params = optax.apply_updates(state["params"], g_updates)
+    d_updates, d_opt = d_tx.update(d_grads, state["d_opt"], d_params)
+    ema = jax.tree_util.tree_map(lambda p, e: p + t.ema_beta * (e - p), params, state["ema"])
+    metrics = {"d_loss": d_loss, "g_loss": g_loss, "lambda_ds": lambda_ds, **d_terms, **g_terms}
+    metrics["g_grad_norm"] = optax.tree.norm(g_grads)
+    metrics["d_grad_norm"] = optax.tree.norm(d_grads)
+    new_state = {
+        "step": step + 1,
+        "params": params,
+        "ema": ema,
+        "d": optax.apply_updates(d_params, d_updates),
+        "g_opt": g_opt,
+        "d_opt": d_opt,
+    }
+    return new_state, metrics
+
+
+# ----------------------------------------------------------------------------- editing
+
+
+def sweep_alphas(config) -> tuple[float, ...]:
+    return tuple(float(a) for a in config.eval.alphas)
+
+
+def flip_first_attribute(y):
+    """The editing target: the first attribute toggled, the others kept."""
+    return jnp.bitwise_xor(y, 1)
+
+
+def strips(model, variables, x, y, alphas):
+    """[N·(1+len(alphas)), H, W, 3]: per image, the input then its edits at each α."""
+    edits = model.apply(variables, x, y, flip_first_attribute(y), alphas, method=model.sweep)
+    rows = jnp.concatenate([x[:, None], edits], axis=1)
+    return rows.reshape(-1, *x.shape[1:])
+
+
+def make_task(config, sample_batch=None) -> loop.Task:
+    """The engine's task; `sample_batch` ({'image', 'domain'}) drives the sample strips."""
+    model, D = build_models(config)
+    g_tx, d_tx = optimizers(config)
+    alphas = sweep_alphas(config)
+    samples = None
+    if sample_batch is not None:
+        x = jnp.asarray(sample_batch["image"])
+        y = jnp.asarray(sample_batch["domain"], jnp.int32)
+
+        @jax.jit
+        def samples(state):
+            return strips(model, {"params": state["ema"]}, x, y, alphas)
+
+    return loop.Task(
+        init_state=functools.partial(init_state, config, model, D, g_tx, d_tx),
+        train_step=functools.partial(train_step, config, model, D, g_tx, d_tx),
+        samples=samples,
+        global_batch_size=config.batch_size,
+        parameters=lambda s: {**s["params"], "discriminator": s["d"]},
+    )
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def domains_of(attributes: dict, names) -> np.ndarray:
+    return np.asarray(l2m.domain_index({k: np.asarray(attributes[k]) for k in names}, names))
+
+
+def make_data(config, split=None, *, keys=("image",), seed="config", repeat=True, flip=None):
+    """Per-process numpy batches {'image', 'domain', +keys}, and the tf.data iterator."""
+    from stylejax.data import pipeline
+
+    d = config.data
+    ds = pipeline.make_dataset(
+        d.name,
+        global_batch_size=config.batch_size,
+        split=split or d.split,
+        seed=config.seed if seed == "config" else seed,
+        keys=tuple(keys) + ("attributes",),
+        flip=d.flip if flip is None else flip,
+        repeat=repeat,
+        shuffle_buffer=d.shuffle_buffer,
+        data_dir=d.directory or None,
+    )
+    tf_iterator = iter(ds)
+
+    def numpy_batches():
+        for batch in tf_iterator:
+            out = {k: batch[k].numpy() for k in keys}
+            attributes = {k: v.numpy() for k, v in batch["attributes"].items()}
+            out["domain"] = domains_of(attributes, d.attributes).astype(np.int32)
+            names = classifier_attributes(config)
+            out["labels"] = np.stack([attributes[k] for k in names], 1).astype(np.float32)
+            yield out
+
+    return numpy_batches(), tf_iterator
+
+
+def train_and_evaluate(config, workdir):
+    loop.setup_jax()
+    sample_data, _ = make_data(config, "test", seed=None, repeat=False, flip=False)
+    first = next(sample_data)
+    n = min(config.num_samples, len(first["image"]))
+    task = make_task(config, {k: v[:n] for k, v in first.items()})
+    data, tf_iterator = make_data(config)
+    logging.info(
+        "L2M-GAN %d px on %s, domains %s: %d device(s), global batch %d",
+        config.model.img_size,
+        config.data.name,
+        l2m.domain_names(list(config.data.attributes)),
+        jax.device_count(),
+        config.batch_size,
+    )
+    state, history = loop.run(task, config, workdir, data, tf_iterator)
+    if config.eval.after_training:
+        evaluate(config, workdir, state=state)
+    return state, history
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def classifier_attributes(config) -> list[str]:
+    """What the classifier predicts: the edited attributes, then
+    config.eval.classifier_attributes (e.g. CelebA's 40)."""
+    extra = [a for a in config.eval.classifier_attributes if a not in config.data.attributes]
+    return list(config.data.attributes) + extra
+
+
+def classifier_model(config):
+    """The attribute classifier: StarGAN v2's discriminator with one logit per attribute."""
+    m = config.model
+    k = len(classifier_attributes(config))
+    return stargan_v2.Discriminator(m.img_size, k, m.max_conv_dim, m.dim_in)
+
+
+def train_classifier(config, workdir, steps=None):
+    """Trains (or loads from workdir/classifier.msgpack) the attribute classifier on the
+    training split; returns (module, params, test accuracy per attribute)."""
+    from flax import serialization
+
+    e = config.eval
+    path = Path(workdir) / "classifier.msgpack"
+    clf = classifier_model(config)
+    x0, _y0, _ = _example_inputs(config)
+    params = stargan_v2.he_init(clf, jax.random.PRNGKey(config.seed + 7), x0)["params"]
+    names = classifier_attributes(config)
+    if path.is_file():
+        params = serialization.from_bytes(params, path.read_bytes())
+    else:
+        tx = optax.adam(e.classifier_lr)
+        opt = tx.init(params)
+
+        @jax.jit
+        def step(params, opt, x, labels):
+            def loss_fn(p):
+                logits = clf.apply({"params": p}, x)
+                return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
+
+            loss, grads = jax.value_and_grad(loss_fn)(params)
+            updates, opt = tx.update(grads, opt, params)
+            return optax.apply_updates(params, updates), opt, loss
+
+        data, _ = make_data(config, "train", seed=config.seed + 7)
+        steps = e.classifier_steps if steps is None else steps
+        for i in range(steps):
+            batch = next(data)
+            params, opt, loss = step(params, opt, batch["image"], batch["labels"])
+            if (i + 1) % 100 == 0:
+                logging.info("classifier step %d/%d: loss %.4f", i + 1, steps, float(loss))
+        _write_atomic(path, serialization.to_bytes(params))
+    predict = jax.jit(lambda p, x: clf.apply({"params": p}, x) > 0)
+    correct, total = np.zeros(len(names)), 0
+    data, _ = make_data(config, "test", seed=None, repeat=False, flip=False)
+    for batch in data:
+        got = np.asarray(predict(params, batch["image"]))
+        correct += np.sum(got == batch["labels"].astype(bool), axis=0)
+        total += len(got)
+    accuracy = dict(zip(names, (correct / max(total, 1)).tolist()))
+    return clf, params, accuracy
+
+
+def attribute_bits(domain, count: int) -> np.ndarray:
+    return (np.asarray(domain)[:, None] >> np.arange(count)[None, :]) & 1
+
+
+def mouth_region(segmentation, image, flipped, dilate: int = 2) -> np.ndarray:
+    """[N, H, W] bool: the lips and mouth of the source, every pixel smile_flipped redraws,
+    grown by `dilate` pixels (the region an ideal Smiling edit changes)."""
+    from stylejax.data.labels import LABEL
+
+    lips = np.isin(segmentation, [LABEL["mouth"], LABEL["u_lip"], LABEL["l_lip"]])
+    region = lips | np.any(np.abs(image - flipped) > 1e-6, axis=-1)
+    for _ in range(dilate):
+        grown = region.copy()
+        grown[:, 1:] |= region[:, :-1]
+        grown[:, :-1] |= region[:, 1:]
+        grown[:, :, 1:] |= region[:, :, :-1]
+        grown[:, :, :-1] |= region[:, :, 1:]
+        region = grown
+    return region
+
+
+def load_state(config, workdir, step=None):
+    task = make_task(config)
+    abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
+    return loop.restore_checkpoint(workdir, abstract, step)[0]
+
+
+def evaluate(config, workdir, state=None, max_images=None) -> dict[str, Any]:
+    """Attribute-manipulation accuracy (the project's classifier on test images edited to the
+    other value of the first attribute, α = 1), and on synthetic faces the PSNR of the edits
+    against the `smile_flipped` renders inside and outside the mouth region. Writes
+    workdir/eval.json and workdir/eval_strips.png."""
+    t0 = time.perf_counter()
+    e = config.eval
+    state = load_state(config, workdir) if state is None else jax.device_get(state)
+    model, _ = build_models(config)
+    variables = {"params": state["ema"]}
+    clf, clf_params, clf_accuracy = train_classifier(config, workdir)
+    names = list(config.data.attributes)
+    synthetic = config.data.name.startswith("synthetic_faces")
+    keys = ("image", "segmentation", "smile_flipped") if synthetic else ("image",)
+
+    @jax.jit
+    def run(x, y):
+        y_trg = flip_first_attribute(y)
+        edited = model.apply(variables, x, y, y_trg, 1.0)
+        return edited, clf.apply({"params": clf_params}, edited) > 0
+
+    data, _ = make_data(config, "test", keys=keys, seed=None, repeat=False, flip=False)
+    hits = np.zeros(len(names))
+    count = 0
+    sums = {"mouth": [0.0, 0], "outside_mouth": [0.0, 0], "mouth_input": [0.0, 0]}
+    limit = e.max_images if max_images is None else max_images
+    strip_batch = None
+    for batch in data:
+        x, y = batch["image"], batch["domain"]
+        edited, predicted = (np.asarray(v) for v in run(x, y))
+        target = attribute_bits(np.asarray(flip_first_attribute(y)), len(names))
+        hits += np.sum(np.asarray(predicted)[:, : len(names)] == target, axis=0)
+        count += len(x)
+        if strip_batch is None:
+            strip_batch = {"image": x[:8], "domain": y[:8]}
+        if synthetic and names[0] == "Smiling":
+            region = mouth_region(batch["segmentation"], x, batch["smile_flipped"])
+            truth = batch["smile_flipped"]
+            for key, a, mask in (
+                ("mouth", edited, region),
+                ("outside_mouth", edited, ~region),
+                ("mouth_input", x, region),
+            ):
+                m = np.broadcast_to(mask[..., None], a.shape)
+                sums[key][0] += float(np.sum(np.square(a - truth) * m))
+                sums[key][1] += int(np.sum(m))
+        if limit and count >= limit:
+            break
+    result: dict[str, Any] = {
+        "images": count,
+        "classifier_test_accuracy": clf_accuracy,
+        # Toggled first attribute classified as its target; the others as kept.
+        "edit_accuracy": dict(zip(names, (hits / max(count, 1)).tolist())),
+    }
+    if synthetic and names[0] == "Smiling":
+        # PSNR (dB, peak-to-peak 2) against smile_flipped; "input" is the unedited baseline.
+        for key, (sq, px) in sums.items():
+            mse = sq / max(px, 1)
+            result[f"psnr_{key}"] = float(10 * math.log10(4.0 / mse)) if mse > 0 else math.inf
+    alphas = sweep_alphas(config)
+    grid = strips(
+        model,
+        variables,
+        jnp.asarray(strip_batch["image"]),
+        jnp.asarray(strip_batch["domain"]),
+        alphas,
+    )
+    images.save_grid(
+        np.asarray(grid), Path(workdir) / "eval_strips.png", cols=1 + len(alphas), pad=1
+    )
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    _write_atomic(Path(workdir) / "eval.json", json.dumps(result, indent=2).encode())
+    logging.info("L2M-GAN evaluation: %s", result)
+    return result
+
+
+def _write_atomic(path: Path, data: bytes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def export_model(config, workdir, out_dir, step=None, overwrite=False) -> dict:
+    """Writes the EMA networks of a training run as a converted-style checkpoint (family
+    l2m) for `stylejax.convert.load_pretrained`."""
+    from stylejax.convert import save_converted
+
+    state = load_state(config, workdir, step)
+    meta = {
+        "family": "l2m",
+        "format": "stylejax-train",
+        "source": f"{workdir} ({config.variant or 'default'} variant)",
+        "domains": l2m.domain_names(list(config.data.attributes)),
+        "networks": {"l2m": {"kind": "l2m", "config": model_kwargs(config)}},
+    }
+    save_converted(out_dir, {"l2m": {"params": state["ema"]}}, meta, overwrite=overwrite)
+    return meta

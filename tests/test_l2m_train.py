@@ -1,0 +1,246 @@
+"""L2M-GAN training: one step on 8 devices equals one device, the loss terms, the targets
+of the latent- and reference-guided halves, editing strips, evaluation helpers, configs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import l2m as l2m_configs
+from stylejax import main
+from stylejax.train import l2m as trainer
+from stylejax.train import loop
+
+RES, BATCH = 16, 8
+# The step is a large graph: LLVM's expensive passes would triple its compile time here.
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def tiny_config():
+    c = l2m_configs.get_config()  # Smiling: 2 domains (fewer heads: a smaller step to compile)
+    c.model.img_size = RES
+    c.model.style_dim = c.model.latent_dim = 8
+    c.model.hidden_dim = 16
+    c.model.dim_in = 8
+    c.model.max_conv_dim = 16
+    c.batch_size = BATCH
+    # Biases in front of instance norms get gradients that are rounding noise (exactly 0 in
+    # exact arithmetic); Adam at eps 1e-8 scales that noise to lr-sized steps, which would
+    # differ between any two summation orders. A larger eps keeps those steps negligible,
+    # so the comparison below tests the gradients.
+    c.train.adam_eps = 1e-3
+    return c
+
+
+def compiled_step(task, state, batch, devices):
+    mesh = loop.make_mesh(devices)
+    sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
+    placed_batch = jax.device_put(batch, loop.batch_sharded(mesh))
+    placed = jax.device_put(state, sharding)
+    step = loop.compile_step(task, mesh, sharding).lower(placed, placed_batch)
+    step = step.compile(compiler_options=FAST_COMPILE)
+
+    def run(state):  # the engine's step donates its input: hand it a copy
+        return step(jax.device_put(jax.tree_util.tree_map(jnp.copy, state), sharding), placed_batch)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def setup():
+    loop.setup_jax()
+    config = tiny_config()
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.uniform(-1, 1, (BATCH, RES, RES, 3)).astype(np.float32),
+        "domain": np.array([0, 1, 1, 1, 0, 1, 0, 1], np.int32),
+    }
+    task = trainer.make_task(config, {k: v[:2] for k, v in batch.items()})
+    state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+    return config, task, jax.device_get(state), batch
+
+
+@pytest.fixture(scope="module")
+def one_device_step(setup):
+    _config, task, state, batch = setup
+    return compiled_step(task, state, batch, jax.devices()[:1])
+
+
+def test_one_step_on_eight_devices_equals_one_device(setup, one_device_step):
+    _config, task, state, batch = setup
+    assert jax.device_count() == 8, "conftest must fake 8 CPU devices"
+    one, m1 = jax.device_get(one_device_step(state))
+    eight, m8 = jax.device_get(compiled_step(task, state, batch, jax.devices())(state))
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(one), jax.tree_util.tree_leaves(eight)
+    ):
+        # Gradients that are sums of cancelling terms move by ~4e-5 with the summation order.
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path))
+    for name in m1:
+        np.testing.assert_allclose(m1[name], m8[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_step_updates_every_network_and_reports_each_loss(setup, one_device_step):
+    config, _, state, _ = setup
+    new, metrics = jax.device_get(one_device_step(state))
+    assert int(new["step"]) == 1
+    expected = {"d_real", "d_fake", "r1", "g_adv", "sty", "ds", "cyc", "rec", "ort", "lambda_ds"}
+    assert expected <= set(metrics)
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert 0 < metrics["ort"] <= 2  # two mean |cos| terms
+    assert min(metrics["r1"], metrics["ds"], metrics["cyc"], metrics["rec"]) > 0
+    assert metrics["lambda_ds"] == pytest.approx(config.train.lambda_ds)  # not decayed yet
+    total = (
+        metrics["g_adv"]
+        + config.train.lambda_sty * metrics["sty"]
+        - metrics["lambda_ds"] * metrics["ds"]
+        + config.train.lambda_cyc * metrics["cyc"]
+        + config.train.lambda_rec * metrics["rec"]
+        + config.train.lambda_ort * metrics["ort"]
+    )
+    assert metrics["g_loss"] == pytest.approx(total, rel=1e-5)
+    assert metrics["d_loss"] == pytest.approx(
+        metrics["d_real"] + metrics["d_fake"] + config.train.lambda_reg * metrics["r1"], rel=1e-5
+    )
+    for net in ("generator", "style_encoder", "mapping"):
+        before = jax.tree_util.tree_leaves(state["params"][net])
+        after = jax.tree_util.tree_leaves(new["params"][net])
+        assert any(not np.array_equal(a, b) for a, b in zip(before, after)), net
+        # EMA moved by (1 − β) of the step.
+        ema = jax.tree_util.tree_leaves(new["ema"][net])
+        beta = config.train.ema_beta
+        np.testing.assert_allclose(ema[0], after[0] + beta * (before[0] - after[0]), rtol=1e-5)
+    d_before, d_after = (jax.tree_util.tree_leaves(s["d"]) for s in (state, new))
+    assert any(not np.array_equal(a, b) for a, b in zip(d_before, d_after))
+
+
+def test_ds_weight_decays_to_zero():
+    config = tiny_config()
+    config.train.ds_iter = 100
+    weights = jax.jit(lambda s: trainer.ds_weight(config, s))(jnp.array([0, 50, 100, 150]))
+    np.testing.assert_allclose(weights, [1.0, 0.5, 0.0, 0.0], atol=1e-7)
+
+
+def test_targets_of_the_guided_halves():
+    config = l2m_configs.get_config("multi")  # 4 domains
+    y = jnp.array([0, 1, 2, 3, 0, 1, 1, 3])
+    targets = jax.jit(lambda key: trainer.sample_targets(config, key, y))
+    for seed in range(5):
+        y_trg, perm, perm2, is_ref = targets(jax.random.PRNGKey(seed))
+        y_trg, perm, perm2, is_ref = map(np.asarray, (y_trg, perm, perm2, is_ref))
+        np.testing.assert_array_equal(is_ref, [False] * 4 + [True] * 4)
+        # Reference-guided images target their reference's domain; both references share it.
+        np.testing.assert_array_equal(y_trg[is_ref], np.asarray(y)[perm][is_ref])
+        np.testing.assert_array_equal(np.asarray(y)[perm2], np.asarray(y)[perm])
+        has_other = [np.sum(np.asarray(y) == y[p]) > 1 for p in perm]
+        assert all(perm2[i] != perm[i] for i in range(8) if has_other[i])
+        assert set(y_trg.tolist()) <= {0, 1, 2, 3}
+
+
+def test_sample_strips_edit_the_first_attribute(setup):
+    config, task, state, batch = setup
+    grid = np.asarray(task.samples(state))
+    alphas = trainer.sweep_alphas(config)
+    assert grid.shape == (2 * (1 + len(alphas)), RES, RES, 3)
+    np.testing.assert_array_equal(grid[0], batch["image"][0])  # each strip opens with the input
+    np.testing.assert_array_equal(trainer.flip_first_attribute(jnp.arange(4)), [1, 0, 3, 2])
+
+
+def test_mouth_region_and_attribute_bits():
+    seg = np.zeros((1, 8, 8), np.int32)
+    seg[0, 4, 3:5] = 11  # u_lip
+    image = np.zeros((1, 8, 8, 3), np.float32)
+    flipped = image.copy()
+    flipped[0, 5, 4] = 0.5  # the counterfactual render changes one more pixel
+    region = trainer.mouth_region(seg, image, flipped, dilate=1)
+    assert region[0, 4, 3] and region[0, 5, 4] and region[0, 3, 3] and region[0, 6, 4]
+    assert not region[0, 0, 0] and not region[0, 4, 6] and region.sum() == 10
+    np.testing.assert_array_equal(
+        trainer.attribute_bits(np.array([0, 1, 2, 3]), 2), [[0, 0], [1, 0], [0, 1], [1, 1]]
+    )
+
+
+def test_configs_and_entry_point():
+    assert "l2m" in main.METHODS
+    default = l2m_configs.get_config()
+    assert default.method == "l2m" and default.data.name == "synthetic_faces/64"
+    assert tuple(default.data.attributes) == ("Smiling",) and trainer.num_domains(default) == 2
+    multi = l2m_configs.get_config("multi")
+    assert trainer.num_domains(multi) == 4
+    celeb = l2m_configs.get_config("celebahq_smile")
+    assert (celeb.data.name, celeb.model.img_size, celeb.model.style_dim) == (
+        "celeba_hq/256",
+        256,
+        64,
+    )
+    with pytest.raises(ValueError, match="unknown variant 'ffhq'.*'multi'"):
+        l2m_configs.get_config("ffhq")
+    default.model.w_hpf = 1.0
+    with pytest.raises(ValueError, match="w_hpf > 0 needs FAN weights"):
+        trainer.build_models(default)
+
+
+def test_edit_tool_writes_strips_and_reference_edits(tmp_path, setup):
+    """tools/l2m_edit.py on a tiny model saved in the converted layout (family l2m)."""
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    from stylejax.convert import save_converted
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import l2m_edit
+
+    config, _, state, _ = setup
+    meta = {
+        "family": "l2m",
+        "format": "stylejax-train",
+        "source": "test",
+        "networks": {"l2m": {"kind": "l2m", "config": trainer.model_kwargs(config)}},
+    }
+    save_converted(tmp_path / "model", {"l2m": {"params": state["ema"]}}, meta)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in (("a.png", (20, 24)), ("b.jpg", (16, 16))):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), np.uint8)).save(inputs / name)
+    (inputs / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    l2m_edit.main(
+        [
+            str(tmp_path / "model"),
+            str(inputs),
+            str(out),
+            "--source",
+            "0",
+            "--target",
+            "1",
+            "--alphas",
+            "0,1",
+            "--reference",
+            str(inputs / "b.jpg"),
+            "--reference-domain",
+            "1",
+        ]
+    )
+    strip = np.asarray(Image.open(out / "a_strip.png"))
+    assert strip.shape == (RES, 3 * RES + 2, 3)  # input, α = 0, α = 1 with 1-px gaps
+    assert np.asarray(Image.open(out / "strips.png")).shape == (2 * RES + 1, 3 * RES + 2, 3)
+    assert np.asarray(Image.open(out / "b_ref.png")).shape == (RES, 3 * RES + 2, 3)
+    with pytest.raises(SystemExit, match="--target 7: this model has domains 0 … 1"):
+        l2m_edit.main(
+            [str(tmp_path / "model"), str(inputs), str(out), "--source", "0", "--target", "7"]
+        )
+    with pytest.raises(FileNotFoundError, match="holds no images"):
+        l2m_edit.main(
+            [
+                str(tmp_path / "model"),
+                str(tmp_path / "model"),
+                str(out),
+                "--source",
+                "0",
+                "--target",
+                "1",
+            ]
+        )
