@@ -39,11 +39,18 @@ def save_image(array: np.ndarray, path) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(array).save(f, format="PNG")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_grid(images, path, cols: int | None = None, pad: int = 0) -> Path:
