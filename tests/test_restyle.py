@@ -2,7 +2,9 @@
 e4e_s32 fixtures (every step's codes and images; e4e at the final stage and at stage 4),
 format detection, converter errors, and the progressive-stage rules."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +34,7 @@ def _restyle_fixture(name, tmp_path_factory):
     images, codes = run(model, variables, ref["x"].transpose(0, 2, 3, 1), 5)
     avg = jax.jit(lambda v: model.apply(v, method=restyle.ReStyle.average_image))(variables)
     return {
+        "out": out,
         "meta": meta,
         "model": model,
         "variables": variables,
@@ -50,6 +53,15 @@ def restyle_psp(tmp_path_factory):
 @pytest.fixture(scope="module")
 def restyle_e4e(tmp_path_factory):
     return _restyle_fixture("restyle_e4e_s32", tmp_path_factory)
+
+
+def convert_weights_tool():
+    spec = importlib.util.spec_from_file_location(
+        "convert_weights", Path(__file__).parents[1] / "tools" / "convert_weights.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
 
 
 def _check_every_step(result):
@@ -87,6 +99,8 @@ def test_restyle_config_and_latent_avg_rows(which, request):
         "style_dim": 64,
     }
     assert isinstance(result["model"].encoder, restyle.build_encoder(want).__class__)
+    summary = convert_weights_tool().summarize(result["out"], meta)
+    assert f"restyle: {want}" in summary and "32 px decoder" in summary
     # The fixture's latent_avg rows differ on purpose: all of them must survive.
     latent_avg = np.asarray(result["variables"]["buffers"]["latent_avg"])
     np.testing.assert_array_equal(latent_avg, result["ref"]["latent_avg"])
