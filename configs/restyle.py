@@ -10,7 +10,8 @@ Everything of configs/psp.py (data, generator, losses, Ranger, evaluation) plus 
 (iterations per batch, their scheduling) and, for the e4e flavour, configs/e4e.py's `e4e`.
 Variants:
   (default)        ReStyle-pSp (BackboneEncoder: every style from the last map) inverting the
-                   64 px synthetic faces into the generator the project ships; CPU minutes.
+                   64 px synthetic faces into the generator the project ships; sized for a
+                   CPU (each step runs N = 5 iterations, about 5 pSp steps).
   e4e              ReStyle-e4e (ProgressiveBackboneEncoder, delta regularisation, latent
                    discriminator), same data.
   ffhq_encode      the public FFHQ ReStyle-pSp recipe (IR-SE50, batch 8, λ lpips 0.8, l2 1,
