@@ -15,6 +15,7 @@ w_hpf > 0 from the generator's extra down-sampling level (its value, 1 in every 
 setting, cannot be read from the weights: pass `w_hpf=` for another).
 """
 
+import functools
 import re
 from typing import Any
 
@@ -135,10 +136,17 @@ def build_l2m(config: dict) -> l2m.L2MGAN:
     return l2m.L2MGAN(**config)
 
 
-def expected_variables(model: l2m.L2MGAN):
+@functools.lru_cache(maxsize=8)
+def _expected(config_items: tuple):
+    model = build_l2m(dict(config_items))
     x = jnp.zeros((1, model.img_size, model.img_size, 3))
     y = jnp.zeros((1,), jnp.int32)
     return jax.eval_shape(lambda r: model.init(r, x, y, y), jax.random.PRNGKey(0))
+
+
+def expected_variables(config: dict):
+    """Variable shapes of the model `config` describes (cached: tracing the FAN is slow)."""
+    return _expected(tuple(sorted(config.items())))
 
 
 def read_l2m(path: str, obj=None, w_hpf: float | None = None) -> tuple[dict, dict]:
@@ -164,6 +172,6 @@ def read_l2m(path: str, obj=None, w_hpf: float | None = None) -> tuple[dict, dic
         if network_stats:
             stats[name] = network_stats
     variables = {"params": params, "batch_stats": stats} if stats else {"params": params}
-    expected = expected_variables(build_l2m(config))
+    expected = expected_variables(config)
     sg_convert.check_against_model(variables, expected, path, "L2M-GAN", "L2M-GAN nets_ema")
     return config, variables

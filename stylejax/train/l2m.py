@@ -560,3 +560,33 @@ def export_model(config, workdir, out_dir, step=None, overwrite=False) -> dict:
     }
     save_converted(out_dir, {"l2m": {"params": state["ema"]}}, meta, overwrite=overwrite)
     return meta
+
+
+def main(argv=None):
+    """python -m stylejax.train.l2m --workdir=DIR [--variant=multi] [--export=OUT_DIR]:
+    evaluates a training run's latest checkpoint (eval.json, eval_strips.png) and optionally
+    exports its EMA networks for load_pretrained / tools/l2m_edit.py."""
+    import argparse
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from configs import l2m as l2m_configs
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--variant", default="")
+    parser.add_argument("--export", default=None, help="write the EMA model here")
+    parser.add_argument("--max-images", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.set_verbosity(logging.INFO)
+    loop.setup_jax()
+    config = l2m_configs.get_config(args.variant)
+    result = evaluate(config, args.workdir, max_images=args.max_images)
+    print(json.dumps(result, indent=2))
+    if args.export:
+        export_model(config, args.workdir, args.export, overwrite=True)
+        print(f"exported the EMA networks to {args.export}")
+
+
+if __name__ == "__main__":
+    main()
