@@ -386,7 +386,7 @@ def classifier_model(config):
     """The attribute classifier: StarGAN v2's discriminator with one logit per attribute."""
     m = config.model
     k = len(classifier_attributes(config))
-    return stargan_v2.Discriminator(m.img_size, k, m.max_conv_dim, m.dim_in)
+    return stargan_v2.Discriminator(m.img_size, k, m.max_conv_dim, config.eval.classifier_dim_in)
 
 
 def train_classifier(config, workdir, steps=None):
@@ -416,7 +416,9 @@ def train_classifier(config, workdir, steps=None):
             updates, opt = tx.update(grads, opt, params)
             return optax.apply_updates(params, updates), opt, loss
 
-        data, _ = make_data(config, "train", seed=config.seed + 7)
+        bigger = config.copy_and_resolve_references()
+        bigger.batch_size = e.classifier_batch_size
+        data, _ = make_data(bigger, "train", seed=config.seed + 7)
         steps = e.classifier_steps if steps is None else steps
         for i in range(steps):
             batch = next(data)
