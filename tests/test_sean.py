@@ -240,3 +240,37 @@ def test_spectral_norm_power_iteration_finds_the_top_singular_value():
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
     assert_close(out, want, 1e-5, 1e-5, "spectral conv")
+
+
+def test_region_editing_on_style_matrices(encoded, ref):
+    codes, present, _ = (np.asarray(x) for x in encoded)
+    swapped = sean.transfer_regions(codes[:1], codes[1:], [int(ref["swap_class"])])
+    assert_close(swapped, ref["style_swapped"], 1e-6, 1e-6, "class-7 swap (official UI path)")
+    # Class 6 is absent from image 1: with its flags, image 0 keeps its own class-6 style.
+    kept = np.asarray(sean.transfer_regions(codes[:1], codes[1:], [6, 7], present[1:]))
+    np.testing.assert_array_equal(kept[0, 6], codes[0, 6])
+    np.testing.assert_array_equal(kept[0, 7], codes[1, 7])
+    half = np.asarray(sean.interpolate_regions(codes[:1], codes[1:], 0.5, [2]))
+    np.testing.assert_allclose(half[0, 2], (codes[0, 2] + codes[1, 2]) / 2, rtol=1e-6)
+    np.testing.assert_array_equal(np.delete(half[0], 2, 0), np.delete(codes[0], 2, 0))
+    painted = np.asarray(sean.paint(ref["label_idx"], ref["label_idx"] == 3, 5))
+    assert not (painted == 3).any() and (painted == 5).sum() > (ref["label_idx"] == 5).sum()
+    with pytest.raises(ValueError, match="region 8 is not a class"):
+        sean.transfer_regions(codes, codes, [8])
+
+
+def test_per_block_crossover_routes_codes(generator, encoded, ref):
+    G, variables = generator
+    codes = np.asarray(encoded[0])
+    other = codes[::-1]  # each image gets the other's styles
+    noise = {k[6:]: nhwc(v) for k, v in ref.items() if k.startswith("noise_")}
+    run = jax.jit(lambda v, s, c, n: G.apply(v, s, style_codes=c, noise=n))
+    label = nhwc(ref["label"])
+    all_b = nchw(run(variables, label, sean.crossover(other, codes, sean.STYLED_BLOCKS), noise))
+    none_b = nchw(run(variables, label, sean.crossover(codes, other, []), noise))
+    head_b = nchw(run(variables, label, sean.crossover(codes, other, ["head_0"]), noise))
+    assert_close(all_b, ref["fake"], 1e-5, 1e-5, "crossover with every block from b")
+    assert_close(none_b, ref["fake"], 1e-5, 1e-5, "crossover with no block from b")
+    assert 1e-4 < np.abs(head_b - ref["fake"]).max()
+    with pytest.raises(ValueError, match="unknown blocks"):
+        sean.crossover(codes, other, ["up_3"])
