@@ -61,6 +61,18 @@ def global_batch(local_batch: dict, mesh: Mesh) -> dict:
     }
 
 
+def numpy_batches(ds, keys):
+    """(generator of per-process numpy batches holding `keys`, the tf.data iterator behind
+    it): what `run` takes as `data` and `tf_iterator` (the latter is checkpointed)."""
+    tf_iterator = iter(ds)
+
+    def batches():
+        for batch in tf_iterator:
+            yield {k: batch[k].numpy() for k in keys}
+
+    return batches(), tf_iterator
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 

@@ -407,14 +407,8 @@ def make_data(config):
         shuffle_buffer=config.data.shuffle_buffer,
         data_dir=config.data.directory or None,
     )
-    tf_iterator = iter(ds)
-
-    def numpy_batches():
-        for batch in tf_iterator:
-            yield {"source": batch["source"].numpy(), "target": batch["target"].numpy()}
-
-    shape = ds.element_spec["source"].shape[1:]
-    return numpy_batches(), tf_iterator, tuple(int(d) for d in shape)
+    shape = tuple(int(d) for d in ds.element_spec["source"].shape[1:])
+    return (*loop.numpy_batches(ds, ("source", "target")), shape)
 
 
 def load_networks(config) -> dict[str, Any]:

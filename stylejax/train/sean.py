@@ -342,13 +342,7 @@ def make_data(config):
         shuffle_buffer=d.shuffle_buffer,
         data_dir=d.directory or None,
     )
-    tf_iterator = iter(ds)
-
-    def numpy_batches():
-        for batch in tf_iterator:
-            yield {k: batch[k].numpy() for k in ("image", "segmentation")}
-
-    return numpy_batches(), tf_iterator
+    return loop.numpy_batches(ds, ("image", "segmentation"))
 
 
 def evaluate(config, G, g_vars, workdir=None, num_examples=None) -> dict[str, float]:

@@ -293,13 +293,7 @@ def make_data(config):
         shuffle_buffer=d.shuffle_buffer,
         data_dir=d.directory or None,
     )
-    tf_iterator = iter(ds)
-
-    def numpy_batches():
-        for batch in tf_iterator:
-            yield {"image": batch["image"].numpy()}
-
-    return numpy_batches(), tf_iterator
+    return loop.numpy_batches(ds, ("image",))
 
 
 def train_and_evaluate(config, workdir):
