@@ -1,12 +1,13 @@
 """Image grids: model outputs (NHWC, [-1, 1]) to uint8 tiles and PNG files."""
 
+import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from stylejax import files
 
 
 def to_uint8(images) -> np.ndarray:
@@ -32,25 +33,10 @@ def make_grid(images, cols: int | None = None, pad: int = 0) -> np.ndarray:
 
 
 def save_image(array: np.ndarray, path) -> Path:
-    """Writes a uint8 HWC array as PNG atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array).save(f, format="PNG")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Writes a uint8 HWC array as PNG atomically."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return files.write_atomic(path, buffer.getvalue())
 
 
 def save_grid(images, path, cols: int | None = None, pad: int = 0) -> Path:

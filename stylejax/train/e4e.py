@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 from absl import logging
 
+from stylejax import files
 from stylejax.models import e4e as e4e_models
 from stylejax.train import loop
 from stylejax.train import psp as psp_train
@@ -380,7 +381,7 @@ def finish(config, workdir, task, state, history, model_cfg, report: dict):
         source = f"{Path(workdir).absolute()} step {report['steps']}"
         save_model(Path(workdir) / "model", task, state, model_cfg, source)
     if jax.process_index() == 0:
-        psp_train.write_report(Path(workdir) / "report.json", report)
+        files.write_json(Path(workdir) / "report.json", report)
     return report
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from stylejax import images
+from stylejax import attribute_classifier, files, images
 from stylejax.models import l2m, stargan_v2
 from stylejax.train import loop
 
@@ -382,59 +382,20 @@ def classifier_attributes(config) -> list[str]:
     return list(config.data.attributes) + extra
 
 
-def classifier_model(config):
-    """The attribute classifier: StarGAN v2's discriminator with one logit per attribute."""
-    m = config.model
-    k = len(classifier_attributes(config))
-    return stargan_v2.Discriminator(m.img_size, k, m.max_conv_dim, config.eval.classifier_dim_in)
-
-
-def train_classifier(config, workdir, steps=None):
-    """Trains (or loads from workdir/classifier.msgpack) the attribute classifier on the
-    training split; returns (module, params, test accuracy per attribute)."""
-    from flax import serialization
-
+def classifier_settings(config) -> attribute_classifier.Settings:
     e = config.eval
-    path = Path(workdir) / "classifier.msgpack"
-    clf = classifier_model(config)
-    x0, _y0, _ = _example_inputs(config)
-    params = stargan_v2.he_init(clf, jax.random.PRNGKey(config.seed + 7), x0)["params"]
-    names = classifier_attributes(config)
-    if path.is_file():
-        params = serialization.from_bytes(params, path.read_bytes())
-    else:
-        tx = optax.adam(e.classifier_lr)
-        opt = tx.init(params)
-
-        @jax.jit
-        def step(params, opt, x, labels):
-            def loss_fn(p):
-                logits = clf.apply({"params": p}, x)
-                return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
-
-            loss, grads = jax.value_and_grad(loss_fn)(params)
-            updates, opt = tx.update(grads, opt, params)
-            return optax.apply_updates(params, updates), opt, loss
-
-        bigger = config.copy_and_resolve_references()
-        bigger.batch_size = e.classifier_batch_size
-        data, _ = make_data(bigger, "train", seed=config.seed + 7)
-        steps = e.classifier_steps if steps is None else steps
-        for i in range(steps):
-            batch = next(data)
-            params, opt, loss = step(params, opt, batch["image"], batch["labels"])
-            if (i + 1) % 100 == 0:
-                logging.info("classifier step %d/%d: loss %.4f", i + 1, steps, float(loss))
-        _write_atomic(path, serialization.to_bytes(params))
-    predict = jax.jit(lambda p, x: clf.apply({"params": p}, x) > 0)
-    correct, total = np.zeros(len(names)), 0
-    data, _ = make_data(config, "test", seed=None, repeat=False, flip=False)
-    for batch in data:
-        got = np.asarray(predict(params, batch["image"]))
-        correct += np.sum(got == batch["labels"].astype(bool), axis=0)
-        total += len(got)
-    accuracy = dict(zip(names, (correct / max(total, 1)).tolist()))
-    return clf, params, accuracy
+    return attribute_classifier.Settings(
+        data=config.data.name,
+        attributes=tuple(classifier_attributes(config)),
+        img_size=config.model.img_size,
+        steps=e.classifier_steps,
+        batch_size=e.classifier_batch_size,
+        dim_in=e.classifier_dim_in,
+        max_conv_dim=config.model.max_conv_dim,
+        lr=e.classifier_lr,
+        seed=config.seed + 7,
+        data_dir=config.data.directory or None,
+    )
 
 
 def attribute_bits(domain, count: int) -> np.ndarray:
@@ -474,7 +435,7 @@ def evaluate(config, workdir, state=None, max_images=None) -> dict[str, Any]:
     state = load_state(config, workdir) if state is None else jax.device_get(state)
     model, _ = build_models(config)
     variables = {"params": state["ema"]}
-    clf, clf_params, clf_accuracy = train_classifier(config, workdir)
+    clf = attribute_classifier.load_or_train(classifier_settings(config), workdir)
     names = list(config.data.attributes)
     synthetic = config.data.name.startswith("synthetic_faces")
     keys = ("image", "segmentation", "smile_flipped") if synthetic else ("image",)
@@ -483,7 +444,7 @@ def evaluate(config, workdir, state=None, max_images=None) -> dict[str, Any]:
     def run(x, y):
         y_trg = flip_first_attribute(y)
         edited = model.apply(variables, x, y, y_trg, 1.0)
-        return edited, clf.apply({"params": clf_params}, edited) > 0
+        return edited, clf.module.apply({"params": clf.params}, edited) > 0
 
     data, _ = make_data(config, "test", keys=keys, seed=None, repeat=False, flip=False)
     hits = np.zeros(len(names))
@@ -514,7 +475,7 @@ def evaluate(config, workdir, state=None, max_images=None) -> dict[str, Any]:
             break
     result: dict[str, Any] = {
         "images": count,
-        "classifier_test_accuracy": clf_accuracy,
+        "classifier_test_accuracy": clf.test_accuracy,
         # Toggled first attribute classified as its target; the others as kept.
         "edit_accuracy": dict(zip(names, (hits / max(count, 1)).tolist())),
     }
@@ -535,16 +496,9 @@ def evaluate(config, workdir, state=None, max_images=None) -> dict[str, Any]:
         np.asarray(grid), Path(workdir) / "eval_strips.png", cols=1 + len(alphas), pad=1
     )
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    _write_atomic(Path(workdir) / "eval.json", json.dumps(result, indent=2).encode())
+    files.write_json(Path(workdir) / "eval.json", result)
     logging.info("L2M-GAN evaluation: %s", result)
     return result
-
-
-def _write_atomic(path: Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def export_model(config, workdir, out_dir, step=None, overwrite=False) -> dict:

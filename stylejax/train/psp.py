@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from stylejax import images, metrics
+from stylejax import files, images, metrics
 from stylejax.models import encoders, irse
 from stylejax.models import lpips as lpips_lib
 from stylejax.models import stylegan2 as sg
@@ -606,15 +606,9 @@ def train_and_evaluate(config, workdir):
         save_model(Path(workdir) / "model", task, state, model_cfg, source)
         logging.info("model for stylejax.inference.load_psp: %s", Path(workdir) / "model")
     if jax.process_index() == 0:
-        write_report(Path(workdir) / "report.json", report)
+        files.write_json(Path(workdir) / "report.json", report)
     logging.info("test-split report:\n%s", format_report(report))
     return state, report
-
-
-def write_report(path: Path, report: dict):
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(path)
 
 
 def format_report(report: dict) -> str:

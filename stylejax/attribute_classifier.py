@@ -1,0 +1,154 @@
+"""An attribute classifier trained on a data set's labels: the instrument that measures edits
+(L2M-GAN's attribute-manipulation accuracy, the Smiling direction of e4e codes).
+
+It is StarGAN v2's discriminator with one logit per attribute, trained with binary
+cross-entropy and Adam on the training split. The weights are cached in a folder next to the
+settings that made them (classifier.msgpack + classifier.json), so a second evaluation of
+the same run reuses them and a change of settings retrains.
+
+On the 64 px synthetic faces the Smiling logit needs a batch of 32 and a first width of 16:
+with batch 8 and width 8 it stayed at chance after 600 steps (a smile changes ~35 of 4,096
+pixels). The defaults below reach 0.997 test accuracy in 600 steps (~4 CPU-minutes).
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import serialization
+
+from stylejax import files
+from stylejax.models import stargan_v2
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    data: str  # a TFDS name with an `attributes` feature, e.g. synthetic_faces/64
+    attributes: tuple[str, ...]
+    img_size: int
+    steps: int = 600
+    batch_size: int = 32
+    dim_in: int = 16  # the first conv's width; doubles per level up to max_conv_dim
+    max_conv_dim: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    data_dir: str | None = None
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "attributes": list(self.attributes)}
+
+
+class AttributeClassifier:
+    """A trained classifier: `logits(images)` [N, K] for images [N, H, W, 3] in [-1, 1],
+    `predict(images)` the booleans; `test_accuracy` per attribute on the test split."""
+
+    def __init__(self, settings: Settings, params, test_accuracy: dict[str, float]):
+        self.settings, self.params, self.test_accuracy = settings, params, test_accuracy
+        self.names = list(settings.attributes)
+        self.module = network(settings)
+        self._logits = jax.jit(lambda p, x: self.module.apply({"params": p}, x))
+
+    def logits(self, images) -> jax.Array:
+        return self._logits(self.params, jnp.asarray(images, jnp.float32))
+
+    def predict(self, images) -> np.ndarray:
+        return np.asarray(self.logits(images) > 0)
+
+
+def network(settings: Settings) -> stargan_v2.Discriminator:
+    return stargan_v2.Discriminator(
+        settings.img_size, len(settings.attributes), settings.max_conv_dim, settings.dim_in
+    )
+
+
+def batches(settings: Settings, split: str, batch_size: int, train: bool):
+    """Numpy (images, labels [N, K] float32) batches of the whole split (every process reads
+    all of it, so each trains the same classifier)."""
+    from stylejax.data import pipeline
+
+    ds = pipeline.make_dataset(
+        settings.data,
+        global_batch_size=batch_size,
+        split=split,
+        seed=settings.seed if train else None,
+        keys=("image", "attributes"),
+        flip=train,
+        repeat=train,
+        data_dir=settings.data_dir,
+        process_index=0,
+        process_count=1,
+    )
+    for batch in ds.as_numpy_iterator():
+        attributes = batch["attributes"]
+        missing = [a for a in settings.attributes if a not in attributes]
+        if missing:
+            raise ValueError(
+                f"{settings.data}: no attribute {missing} (it has {sorted(attributes)})"
+            )
+        labels = np.stack([attributes[a] for a in settings.attributes], 1).astype(np.float32)
+        yield batch["image"], labels
+
+
+def train(settings: Settings):
+    """The classifier's parameters after `settings.steps` Adam steps."""
+    module = network(settings)
+    x0 = jnp.zeros((1, settings.img_size, settings.img_size, 3))
+    params = stargan_v2.he_init(module, jax.random.PRNGKey(settings.seed), x0)["params"]
+    tx = optax.adam(settings.lr)
+    opt = tx.init(params)
+
+    @jax.jit
+    def step(params, opt, x, labels):
+        def loss_fn(p):
+            logits = module.apply({"params": p}, x)
+            return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt, loss
+
+    data = batches(settings, "train", settings.batch_size, train=True)
+    for i in range(settings.steps):
+        x, labels = next(data)
+        params, opt, loss = step(params, opt, x, labels)
+        if (i + 1) % 100 == 0 or i + 1 == settings.steps:
+            logging.info("attribute classifier step %d/%d: loss %.4f", i + 1, settings.steps, loss)
+    return params
+
+
+def test_accuracy(settings: Settings, module, params, max_images: int = 0) -> dict[str, float]:
+    predict = jax.jit(lambda p, x: module.apply({"params": p}, x) > 0)
+    correct, total = np.zeros(len(settings.attributes)), 0
+    for x, labels in batches(settings, "test", 64, train=False):
+        correct += np.sum(np.asarray(predict(params, x)) == labels.astype(bool), axis=0)
+        total += len(x)
+        if max_images and total >= max_images:
+            break
+    return dict(zip(settings.attributes, (correct / max(total, 1)).tolist()))
+
+
+def load_or_train(settings: Settings, folder) -> AttributeClassifier:
+    """The classifier cached in `folder` if it was trained with these settings, else a new
+    one (trained, tested on the test split and written to `folder`)."""
+    folder = Path(folder)
+    weights, record = folder / "classifier.msgpack", folder / "classifier.json"
+    module = network(settings)
+    x0 = jnp.zeros((1, settings.img_size, settings.img_size, 3))
+    shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), x0))["params"]
+    if weights.is_file() and record.is_file():
+        saved = json.loads(record.read_text())
+        if saved.get("settings") == settings.to_json():
+            params = serialization.from_bytes(shapes, weights.read_bytes())
+            return AttributeClassifier(settings, params, saved["test_accuracy"])
+        logging.info("%s: trained with other settings; training a new classifier", record)
+    params = train(settings)
+    accuracy = test_accuracy(settings, module, params)
+    logging.info("attribute classifier test accuracy: %s", accuracy)
+    files.write_atomic(weights, serialization.to_bytes(params))
+    files.write_json(record, {"settings": settings.to_json(), "test_accuracy": accuracy})
+    return AttributeClassifier(settings, params, accuracy)
