@@ -57,4 +57,11 @@ def get_config(variant: str = ""):
     c = _psp_config(variant)
     c.method = "e4e"
     c.model.encoder_type = "Encoder4Editing"
+    # The editing proof after training (synthetic faces): a direction for this attribute
+    # fitted on the codes of fit_examples encoded training faces, applied to num_examples
+    # encoded test faces and judged by an attribute classifier and by smile_flipped.
+    c.edit = config_dict.ConfigDict()
+    c.edit.attribute = "" if variant.startswith("ffhq") else "Smiling"  # "": no proof
+    c.edit.fit_examples = 2000
+    c.edit.num_examples = 256
     return add_e4e_fields(c, variant)

@@ -1,10 +1,12 @@
-"""pSp inference: encode images, reconstruct them, multi-modal outputs by style mixing, and
-latent interpolation, on a converted official checkpoint or a model trained here.
+"""pSp and e4e inference: encode images, reconstruct them, multi-modal outputs by style
+mixing, latent interpolation and latent-direction edits, on a converted official checkpoint
+or a model trained here.
 
     from stylejax import inference
     model = inference.load_psp("converted/psp_ffhq_encode")   # or <workdir>/model
     images, codes = model.reconstruct(inference.load_images(paths, model))
     mixed = model.multimodal(x, jax.random.PRNGKey(0), n_outputs=5, latent_mask=range(8, 18))
+    smiles = model.edit(x, editing.load_direction("smile.npy"), strengths=[-3, 0, 3])
 
 Images are NHWC floats: RGB in [-1, 1], sketches in [0, 1] (1 channel), label maps one-hot
 (label_nc channels), at the model's input size (256 for the official models). Outputs are
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from stylejax import editing
 from stylejax.models import encoders
 from stylejax.nn import ops
 
@@ -119,6 +122,15 @@ class PSPModel:
         ts = jnp.linspace(0.0, 1.0, steps)
         return jnp.stack([self.decode(a + t * (b - a), full_size) for t in ts], axis=1)
 
+    def edit(self, x, direction, strengths, layers=None, full_size: bool = False):
+        """[N, S, H, W, 3]: each input encoded, moved along a latent direction (W [w_dim] or
+        W+ [num_ws, w_dim], e.g. from editing.load_direction or editing.fit_direction on
+        encoded images) by each strength, on the W+ entries in `layers` (all when None)."""
+        codes = np.asarray(self.encode(x))
+        edited = editing.apply_direction(codes, direction, strengths, layers)
+        images = [self.decode(c, full_size) for c in edited]
+        return jnp.stack(images, axis=1)
+
     def _check_input(self, x):
         shape = np.shape(x)
         want = (self.input_size, self.input_size, self.input_nc)
@@ -131,18 +143,21 @@ def _pool_to(images, size):
 
 
 def load_psp(path) -> PSPModel:
-    """A converted pSp checkpoint (tools/convert_weights.py) or a trained model
-    (<workdir>/model, written at the end of pSp training)."""
+    """A converted pSp or e4e checkpoint (tools/convert_weights.py) or a trained model
+    (<workdir>/model, written at the end of pSp or e4e training). e4e is a pSp whose encoder
+    adds per-layer offsets to one base code; it encodes and edits the same way."""
     from stylejax.convert import load_pretrained, read_config
 
     meta = read_config(path)
-    if "psp" not in meta["networks"]:
+    name = next((n for n in ("psp", "e4e") if n in meta["networks"]), None)
+    if name is None:
         raise ValueError(
-            f"{path}: holds {sorted(meta['networks'])}, not a pSp model (convert a pSp "
-            f"checkpoint with tools/convert_weights.py, or train one with configs/psp.py)"
+            f"{path}: holds {sorted(meta['networks'])}, not a pSp or e4e model (convert a "
+            f"checkpoint with tools/convert_weights.py, or train one with configs/psp.py or "
+            f"configs/e4e.py)"
         )
-    module, variables = load_pretrained(path, "psp")
-    return PSPModel(module, variables, meta["networks"]["psp"]["config"])
+    module, variables = load_pretrained(path, name)
+    return PSPModel(module, variables, meta["networks"][name]["config"])
 
 
 def load_images(paths: Sequence, model: PSPModel) -> np.ndarray:

@@ -14,6 +14,7 @@ Per-sample comparisons of two image batches (jittable): `psnr`, `ssim`, `identit
 """
 
 import functools
+import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -160,6 +161,29 @@ def psnr(x, y, data_range: float = 2.0):
     """Peak signal-to-noise ratio in dB per sample: 10·log10(R² / MSE) over H, W, C."""
     mse = jnp.mean((jnp.asarray(x, jnp.float32) - jnp.asarray(y, jnp.float32)) ** 2, (1, 2, 3))
     return 10.0 * jnp.log10(data_range**2 / mse)
+
+
+class MaskedPSNR:
+    """PSNR over the pixels inside a mask, pooled over batches (numpy): `add(name, x, y,
+    mask)` for NHWC images and [N, H, W] masks, then `result()` {name: dB}."""
+
+    def __init__(self, data_range: float = 2.0):
+        self.data_range = data_range
+        self.sums: dict[str, list[float]] = {}
+
+    def add(self, name: str, x, y, mask):
+        m = np.broadcast_to(np.asarray(mask, bool)[..., None], np.shape(x))
+        error = np.square(np.asarray(x, np.float64) - np.asarray(y, np.float64))
+        total = self.sums.setdefault(name, [0.0, 0])
+        total[0] += float(np.sum(error[m]))
+        total[1] += int(np.sum(m))
+
+    def result(self) -> dict[str, float]:
+        out = {}
+        for name, (squared, count) in self.sums.items():
+            mse = squared / max(count, 1)
+            out[name] = float(10 * np.log10(self.data_range**2 / mse)) if mse > 0 else math.inf
+        return out
 
 
 SSIM_SIGMA = 1.5

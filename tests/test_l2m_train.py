@@ -8,6 +8,7 @@ import pytest
 
 from configs import l2m as l2m_configs
 from stylejax import main
+from stylejax.data import synthetic_faces
 from stylejax.train import l2m as trainer
 from stylejax.train import loop
 
@@ -149,13 +150,13 @@ def test_sample_strips_edit_the_first_attribute(setup):
     np.testing.assert_array_equal(trainer.flip_first_attribute(jnp.arange(4)), [1, 0, 3, 2])
 
 
-def test_mouth_region_and_attribute_bits():
+def test_smile_region_and_attribute_bits():
     seg = np.zeros((1, 8, 8), np.int32)
     seg[0, 4, 3:5] = 11  # u_lip
     image = np.zeros((1, 8, 8, 3), np.float32)
     flipped = image.copy()
     flipped[0, 5, 4] = 0.5  # the counterfactual render changes one more pixel
-    region = trainer.mouth_region(seg, image, flipped, dilate=1)
+    region = synthetic_faces.smile_region(seg, image, flipped, dilate=1)
     assert region[0, 4, 3] and region[0, 5, 4] and region[0, 3, 3] and region[0, 6, 4]
     assert not region[0, 0, 0] and not region[0, 4, 6] and region.sum() == 10
     np.testing.assert_array_equal(

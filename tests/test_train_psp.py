@@ -260,6 +260,16 @@ def test_exported_model_is_the_trained_one_and_mixes_styles(trained):
     strip = model.interpolate(x[:1], x[1:2], steps=3)
     np.testing.assert_allclose(strip[0, 0], images[0], atol=1e-5)
     np.testing.assert_allclose(strip[0, -1], images[1], atol=1e-5)
+    # A latent-direction edit: strength 0 is the reconstruction, strength s decodes
+    # codes + s·direction on the chosen layers only.
+    direction = np.random.default_rng(0).normal(size=16).astype(np.float32)
+    edits = model.edit(x[:2], direction, [0.0, 2.0], layers=[1, 2])
+    assert edits.shape == (2, 2, RES, RES, 3)
+    np.testing.assert_allclose(edits[:, 0], images[:2], atol=1e-5)
+    moved = np.asarray(codes[:2]).copy()
+    moved[:, 1:3] += 2.0 * direction
+    np.testing.assert_allclose(edits[:, 1], model.decode(moved), atol=1e-5)
+    assert float(jnp.abs(edits[:, 1] - edits[:, 0]).max()) > 1e-3
     with pytest.raises(ValueError, match=r"pSp input must be \[N, 16, 16, 3\]"):
         model.encode(np.zeros((1, 32, 32, 3)))
 

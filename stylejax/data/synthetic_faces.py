@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 
 from stylejax.data import face_renderer as renderer
 from stylejax.data.building import default_num_workers, encode_png, map_in_workers
-from stylejax.data.labels import CLASS_NAMES
+from stylejax.data.labels import CLASS_NAMES, LABEL
 
 SPLIT_IDS = {"train": 0, "test": 1}  # keeps the identities of the two splits apart
 
@@ -92,3 +92,18 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     make = functools.partial(make_example, config.seed, split, config.resolution)
     yield from map_in_workers(make, range(num_examples), self.num_workers)
+
+
+def smile_region(segmentation, image, flipped, dilate=2):
+  """[N, H, W] bool: the lips and mouth of `image`, and every pixel its `smile_flipped`
+  render redraws, grown by `dilate` pixels: the region an ideal Smiling edit changes."""
+  lips = np.isin(segmentation, [LABEL["mouth"], LABEL["u_lip"], LABEL["l_lip"]])
+  region = lips | np.any(np.abs(image - flipped) > 1e-6, axis=-1)
+  for _ in range(dilate):
+    grown = region.copy()
+    grown[:, 1:] |= region[:, :-1]
+    grown[:, :-1] |= region[:, 1:]
+    grown[:, :, 1:] |= region[:, :, :-1]
+    grown[:, :, :-1] |= region[:, :, 1:]
+    region = grown
+  return region

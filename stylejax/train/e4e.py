@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from absl import logging
 
@@ -309,6 +310,7 @@ def make_task(config, input_shape, mesh=None):
         "encoder_type": "Encoder4Editing",
         "encoder": encoder_kwargs(config, G, resolution),
         "input_nc": input_shape[-1],
+        "input_size": resolution,
         "decoder": networks["g_config"],
         "start_from_latent_avg": True,
     }
@@ -385,6 +387,121 @@ def finish(config, workdir, task, state, history, model_cfg, report: dict):
     return report
 
 
+# ----------------------------------------------------------------------------- editing
+
+
+def _examples(config, split: str, keys, limit: int):
+    """Numpy batches of 64 of a split's first `limit` examples, in order, unflipped."""
+    from stylejax.data import pipeline
+
+    ds = pipeline.make_dataset(
+        config.data.name,
+        global_batch_size=64,
+        split=split,
+        seed=None,
+        keys=tuple(keys),
+        flip=False,
+        repeat=False,
+        data_dir=config.data.directory or None,
+        process_index=0,
+        process_count=1,
+    )
+    count = 0
+    for batch in ds.as_numpy_iterator():
+        yield jax.tree_util.tree_map(lambda v: v[: limit - count], batch)
+        count += len(batch["image"])
+        if count >= limit:
+            return
+
+
+def boundary_distance(codes, boundary) -> np.ndarray:
+    """Signed distances [N] of codes [N, ...] from a fitted boundary (editing.Boundary)."""
+    codes = np.asarray(codes)
+    return (codes * boundary.direction).reshape(len(codes), -1).sum(1) + boundary.offset
+
+
+def move_to_distance(codes, boundary, distance) -> np.ndarray:
+    """The codes moved along the boundary's unit normal to the given signed distances [N]."""
+    step = np.asarray(distance) - boundary_distance(codes, boundary)
+    return codes + step.reshape((-1,) + (1,) * (codes.ndim - 1)) * boundary.direction[None]
+
+
+def edit_consistency(config, model, folder, classifier=None) -> dict[str, Any]:
+    """The editing proof on the synthetic faces, whose `smile_flipped` render is the true
+    edit. A direction for config.edit.attribute is fitted InterFaceGAN-style (logistic
+    regression, editing.fit_direction) on the W+ codes of encoded training faces and their
+    labels; each encoded test face then moves along it to the mean boundary distance of the
+    other class's training codes. Reported: the attribute classifier's accuracy on the
+    reconstructions (true labels) and on the edits (toggled labels), and for Smiling the PSNR
+    against smile_flipped inside the mouth region (edit, and the reconstruction as the
+    baseline) and outside it. `model`: an inference.PSPModel. Writes
+    folder/edit_<attribute>.png: rows input, reconstruction, edit, smile_flipped. The
+    classifier is trained (or loaded from folder) with attribute_classifier's defaults
+    unless one is given."""
+    from stylejax import attribute_classifier, editing
+    from stylejax import images as images_lib
+    from stylejax import metrics as metrics_lib
+    from stylejax.data import synthetic_faces
+
+    e = config.edit
+    attr = e.attribute
+    train_codes, train_labels = [], []
+    for batch in _examples(config, "train", ("image", "attributes"), e.fit_examples):
+        train_codes.append(np.asarray(model.encode(batch["image"])))
+        train_labels.append(batch["attributes"][attr])
+    codes, labels = np.concatenate(train_codes), np.concatenate(train_labels).astype(bool)
+    boundary = editing.fit_direction(codes, labels)
+    distance = boundary_distance(codes, boundary)
+    class_mean = np.array([distance[~labels].mean(), distance[labels].mean()])
+
+    if classifier is None:
+        settings = attribute_classifier.Settings(
+            data=config.data.name,
+            attributes=(attr,),
+            img_size=model.input_size,
+            seed=config.seed,
+            data_dir=config.data.directory or None,
+        )
+        classifier = attribute_classifier.load_or_train(settings, folder)
+    clf = classifier
+    smiling = attr == "Smiling"
+    keys = ("image", "attributes") + (("segmentation", "smile_flipped") if smiling else ())
+    hits = {"reconstruction": 0, "edit": 0}
+    psnr, count, grid = metrics_lib.MaskedPSNR(), 0, None
+    for batch in _examples(config, "test", keys, e.num_examples):
+        x, label = batch["image"], batch["attributes"][attr].astype(bool)
+        recon, test_codes = (np.asarray(v) for v in model.reconstruct(x))
+        target = class_mean[(~label).astype(int)]
+        edit = np.asarray(model.decode(move_to_distance(test_codes, boundary, target)))
+        hits["reconstruction"] += int(np.sum(clf.predict(recon)[:, 0] == label))
+        hits["edit"] += int(np.sum(clf.predict(edit)[:, 0] == ~label))
+        count += len(x)
+        rows = [x, recon, edit]
+        if smiling:
+            truth = batch["smile_flipped"]
+            region = synthetic_faces.smile_region(batch["segmentation"], x, truth)
+            psnr.add("psnr_mouth_edit", edit, truth, region)
+            psnr.add("psnr_mouth_reconstruction", recon, truth, region)
+            psnr.add("psnr_outside_mouth_edit", edit, truth, ~region)
+            rows.append(truth)
+        if grid is None:
+            grid = np.concatenate([r[:8] for r in rows])
+            images_lib.save_grid(
+                grid, Path(folder) / f"edit_{attr}.png", cols=len(rows[0][:8]), pad=1
+            )
+    return {
+        "attribute": attr,
+        "fit_examples": len(codes),
+        "boundary_train_accuracy": boundary.accuracy,
+        "test_examples": count,
+        "classifier_test_accuracy": clf.test_accuracy[attr],
+        "class_mean_distance": class_mean.tolist(),
+        "classifier_accuracy_reconstruction": hits["reconstruction"] / max(count, 1),
+        "classifier_accuracy_edit": hits["edit"] / max(count, 1),
+        **psnr.result(),
+    }
+
+
 def train_and_evaluate(config, workdir):
     """Trains, evaluates on the test split every eval_every steps (and G(w_avg) once, as the
     baseline), writes workdir/report.json and the model to workdir/model."""
@@ -395,5 +512,11 @@ def train_and_evaluate(config, workdir):
     state, history = loop.run(task, config, workdir, data, tf_iterator, mesh)
     baseline, _ = task.evaluate(state, baseline=True)
     report = finish(config, workdir, task, state, history, model_cfg, {"w_avg_baseline": baseline})
+    if config.edit.attribute and jax.process_count() == 1:
+        from stylejax import inference
+
+        model = inference.load_psp(Path(workdir) / "model")
+        report["edit"] = edit_consistency(config, model, workdir)
+        files.write_json(Path(workdir) / "report.json", report)
     logging.info("test-split report: %s", report)
     return state, report

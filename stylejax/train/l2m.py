@@ -24,7 +24,6 @@ One step (one jitted function):
 
 import functools
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,8 @@ import numpy as np
 import optax
 from absl import logging
 
-from stylejax import attribute_classifier, files, images
+from stylejax import attribute_classifier, files, images, metrics
+from stylejax.data import synthetic_faces
 from stylejax.models import l2m, stargan_v2
 from stylejax.train import loop
 
@@ -402,23 +402,6 @@ def attribute_bits(domain, count: int) -> np.ndarray:
     return (np.asarray(domain)[:, None] >> np.arange(count)[None, :]) & 1
 
 
-def mouth_region(segmentation, image, flipped, dilate: int = 2) -> np.ndarray:
-    """[N, H, W] bool: the lips and mouth of the source, every pixel smile_flipped redraws,
-    grown by `dilate` pixels (the region an ideal Smiling edit changes)."""
-    from stylejax.data.labels import LABEL
-
-    lips = np.isin(segmentation, [LABEL["mouth"], LABEL["u_lip"], LABEL["l_lip"]])
-    region = lips | np.any(np.abs(image - flipped) > 1e-6, axis=-1)
-    for _ in range(dilate):
-        grown = region.copy()
-        grown[:, 1:] |= region[:, :-1]
-        grown[:, :-1] |= region[:, 1:]
-        grown[:, :, 1:] |= region[:, :, :-1]
-        grown[:, :, :-1] |= region[:, :, 1:]
-        region = grown
-    return region
-
-
 def load_state(config, workdir, step=None):
     task = make_task(config)
     abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
@@ -449,7 +432,7 @@ def evaluate(config, workdir, state=None, max_images=None) -> dict[str, Any]:
     data, _ = make_data(config, "test", keys=keys, seed=None, repeat=False, flip=False)
     hits = np.zeros(len(names))
     count = 0
-    sums = {"mouth": [0.0, 0], "outside_mouth": [0.0, 0], "mouth_input": [0.0, 0]}
+    psnr = metrics.MaskedPSNR()
     limit = e.max_images if max_images is None else max_images
     strip_batch = None
     for batch in data:
@@ -461,16 +444,11 @@ def evaluate(config, workdir, state=None, max_images=None) -> dict[str, Any]:
         if strip_batch is None:
             strip_batch = {"image": x[:8], "domain": y[:8]}
         if synthetic and names[0] == "Smiling":
-            region = mouth_region(batch["segmentation"], x, batch["smile_flipped"])
             truth = batch["smile_flipped"]
-            for key, a, mask in (
-                ("mouth", edited, region),
-                ("outside_mouth", edited, ~region),
-                ("mouth_input", x, region),
-            ):
-                m = np.broadcast_to(mask[..., None], a.shape)
-                sums[key][0] += float(np.sum(np.square(a - truth) * m))
-                sums[key][1] += int(np.sum(m))
+            region = synthetic_faces.smile_region(batch["segmentation"], x, truth)
+            psnr.add("psnr_mouth", edited, truth, region)
+            psnr.add("psnr_outside_mouth", edited, truth, ~region)
+            psnr.add("psnr_mouth_input", x, truth, region)
         if limit and count >= limit:
             break
     result: dict[str, Any] = {
@@ -478,12 +456,9 @@ def evaluate(config, workdir, state=None, max_images=None) -> dict[str, Any]:
         "classifier_test_accuracy": clf.test_accuracy,
         # Toggled first attribute classified as its target; the others as kept.
         "edit_accuracy": dict(zip(names, (hits / max(count, 1)).tolist())),
-    }
-    if synthetic and names[0] == "Smiling":
         # PSNR (dB, peak-to-peak 2) against smile_flipped; "input" is the unedited baseline.
-        for key, (sq, px) in sums.items():
-            mse = sq / max(px, 1)
-            result[f"psnr_{key}"] = float(10 * math.log10(4.0 / mse)) if mse > 0 else math.inf
+        **psnr.result(),
+    }
     alphas = sweep_alphas(config)
     grid = strips(
         model,

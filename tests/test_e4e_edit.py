@@ -1,0 +1,112 @@
+"""e4e's editing proof (train/e4e.py: edit_consistency) on tiny synthetic faces, with an
+encoder whose codes are the pixels: the fitted boundary, the move to the other class's mean
+distance, the classifier's accuracies and the PSNRs against smile_flipped are checked against
+direct computations."""
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import e4e as e4e_configs
+from stylejax import attribute_classifier, editing, metrics
+from stylejax.data import synthetic_faces
+from stylejax.data.synthetic_faces import SyntheticFaces, SyntheticFacesConfig
+from stylejax.train import e4e as e4e_train
+
+RES = 16
+DATA = SyntheticFacesConfig(name="edit16", resolution=RES, num_train=96, num_test=24)
+
+
+class PixelCodes:
+    """An exact 'encoder': W+ codes [N, 1, H·W·3] are the images' pixels."""
+
+    input_size = RES
+
+    def encode(self, x):
+        return np.asarray(x).reshape(len(x), 1, -1)
+
+    def decode(self, codes):
+        return np.asarray(codes).reshape(len(codes), RES, RES, 3)
+
+    def reconstruct(self, x):
+        return np.asarray(x), self.encode(x)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("tfds"))
+    builder = SyntheticFaces(config=DATA, data_dir=directory)
+    builder.num_workers = 1
+    builder.download_and_prepare()
+    config = e4e_configs.get_config()
+    config.data.name = f"synthetic_faces/{DATA.name}"
+    config.data.directory = directory
+    config.edit.fit_examples = 64  # of 96: the limit is honoured
+    config.edit.num_examples = 1000  # more than the split: all 24
+    settings = attribute_classifier.Settings(
+        data=config.data.name,
+        attributes=("Smiling",),
+        img_size=RES,
+        steps=20,
+        batch_size=16,
+        dim_in=8,
+        max_conv_dim=16,
+        data_dir=directory,
+    )
+    folder = tmp_path_factory.mktemp("edit")
+    clf = attribute_classifier.load_or_train(settings, folder)
+    report = e4e_train.edit_consistency(config, PixelCodes(), folder, classifier=clf)
+    return config, clf, folder, report
+
+
+def split(config, name, keys, limit):
+    batches = list(e4e_train._examples(config, name, keys, limit))
+    return jax.tree_util.tree_map(lambda *v: np.concatenate(v), *batches)
+
+
+def test_move_to_distance_lands_on_the_target_distances():
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(5, 3, 4)).astype(np.float32)
+    direction = rng.normal(size=(3, 4))
+    direction /= np.linalg.norm(direction)
+    boundary = editing.Boundary(direction.astype(np.float32), 0.3, 1.0)
+    target = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    moved = e4e_train.move_to_distance(codes, boundary, target)
+    np.testing.assert_allclose(e4e_train.boundary_distance(moved, boundary), target, atol=1e-5)
+    # Only the component along the normal changes.
+    step = moved - codes
+    along = np.einsum("nkd,kd->n", step, direction)
+    np.testing.assert_allclose(step, np.einsum("n,kd->nkd", along, direction), atol=1e-5)
+
+
+def test_report_counts_and_the_fitted_boundary(setup):
+    config, _clf, _folder, report = setup
+    assert report["attribute"] == "Smiling"
+    assert report["fit_examples"] == 64 and report["test_examples"] == DATA.num_test
+    train = split(config, "train", ("image", "attributes"), 64)
+    labels = train["attributes"]["Smiling"].astype(bool)
+    boundary = editing.fit_direction(train["image"].reshape(64, 1, -1), labels)
+    assert report["boundary_train_accuracy"] == pytest.approx(boundary.accuracy)
+    distance = e4e_train.boundary_distance(train["image"].reshape(64, 1, -1), boundary)
+    want = [distance[~labels].mean(), distance[labels].mean()]
+    np.testing.assert_allclose(report["class_mean_distance"], want, rtol=1e-4)
+    assert want[0] < 0 < want[1]  # the direction points towards Smiling
+
+
+def test_accuracies_and_psnrs_match_direct_computations(setup):
+    config, clf, folder, report = setup
+    keys = ("image", "attributes", "segmentation", "smile_flipped")
+    test = split(config, "test", keys, 1000)
+    x, label = test["image"], test["attributes"]["Smiling"].astype(bool)
+    # The pixel encoder reconstructs exactly: its accuracy is the classifier's own.
+    direct = np.mean(clf.predict(x)[:, 0] == label)
+    assert report["classifier_accuracy_reconstruction"] == pytest.approx(direct)
+    region = synthetic_faces.smile_region(test["segmentation"], x, test["smile_flipped"])
+    psnr = metrics.MaskedPSNR()
+    psnr.add("mouth", x, test["smile_flipped"], region)
+    assert report["psnr_mouth_reconstruction"] == pytest.approx(psnr.result()["mouth"], rel=1e-6)
+    assert 0 <= report["classifier_accuracy_edit"] <= 1
+    assert np.isfinite(report["psnr_mouth_edit"]) and np.isfinite(report["psnr_outside_mouth_edit"])
+    grid = np.asarray(Image.open(folder / "edit_Smiling.png"))
+    assert grid.shape == (4 * RES + 3, 8 * RES + 7, 3)  # input, reconstruction, edit, truth
