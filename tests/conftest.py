@@ -68,3 +68,14 @@ def set_fields(config, **overrides):
             node = node[p]
         node[leaf] = value
     return config
+
+
+def build_synthetic_faces(config, directory) -> str:
+    """Builds a small synthetic_faces config (a SyntheticFacesConfig) into a TFDS data dir
+    in this process (no worker pool) and returns the directory."""
+    from stylejax.data.synthetic_faces import SyntheticFaces
+
+    builder = SyntheticFaces(config=config, data_dir=str(directory))
+    builder.num_workers = 1
+    builder.download_and_prepare()
+    return str(directory)

@@ -7,20 +7,17 @@ import json
 import jax
 import numpy as np
 import pytest
+from conftest import build_synthetic_faces
 
 from stylejax import attribute_classifier as ac
-from stylejax.data.synthetic_faces import SyntheticFaces, SyntheticFacesConfig
+from stylejax.data.synthetic_faces import SyntheticFacesConfig
 
 DATA = SyntheticFacesConfig(name="classifier32", resolution=32, num_train=256, num_test=64)
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("tfds"))
-    builder = SyntheticFaces(config=DATA, data_dir=directory)
-    builder.num_workers = 1
-    builder.download_and_prepare()
-    return directory
+    return build_synthetic_faces(DATA, tmp_path_factory.mktemp("tfds"))
 
 
 def settings(data_dir, **fields):

@@ -6,12 +6,13 @@ direct computations."""
 import jax
 import numpy as np
 import pytest
+from conftest import build_synthetic_faces
 from PIL import Image
 
 from configs import e4e as e4e_configs
 from stylejax import attribute_classifier, editing, metrics
 from stylejax.data import synthetic_faces
-from stylejax.data.synthetic_faces import SyntheticFaces, SyntheticFacesConfig
+from stylejax.data.synthetic_faces import SyntheticFacesConfig
 from stylejax.train import e4e as e4e_train
 
 RES = 16
@@ -35,10 +36,7 @@ class PixelCodes:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("tfds"))
-    builder = SyntheticFaces(config=DATA, data_dir=directory)
-    builder.num_workers = 1
-    builder.download_and_prepare()
+    directory = build_synthetic_faces(DATA, tmp_path_factory.mktemp("tfds"))
     config = e4e_configs.get_config()
     config.data.name = f"synthetic_faces/{DATA.name}"
     config.data.directory = directory

@@ -15,12 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import set_fields
+from conftest import build_synthetic_faces, set_fields
 
 from configs import psp as psp_configs
 from stylejax import inference
 from stylejax.convert import save_converted
-from stylejax.data.synthetic_faces import SyntheticFaces, SyntheticFacesConfig
+from stylejax.data.synthetic_faces import SyntheticFacesConfig
 from stylejax.models import irse, lpips
 from stylejax.models import stylegan2 as sg
 from stylejax.train import loop
@@ -36,9 +36,7 @@ G_CONFIG = dict(z_dim=16, w_dim=16, img_resolution=RES, channels=[16, 16, 16], m
 def assets(tmp_path_factory):
     """A tiny data set, a tiny generator checkpoint and random LPIPS / ArcFace checkpoints."""
     root = tmp_path_factory.mktemp("psp")
-    builder = SyntheticFaces(config=DATA, data_dir=str(root / "data"))
-    builder.num_workers = 1
-    builder.download_and_prepare()
+    build_synthetic_faces(DATA, root / "data")
     G = sg.Generator(**G_CONFIG)
     g_vars = sg.init_variables(G, jax.random.PRNGKey(1), jnp.zeros((1, 16)))
     meta = {"family": "stylegan2", "format": "test", "source": "random", "networks": {}}

@@ -7,6 +7,10 @@ python tools/benchmark.py psp [--only synthetic64|ffhq_encode] [--batch 8] [--it
     pSp encoder + generator inference latency at batch 1 and 8, and training images/s:
     the default config (64 px, shipped generator) and ffhq_encode's shapes (256 px input,
     IR-SE50, config-f 1024 px generator, LPIPS-Alex and ArcFace losses; random weights).
+python tools/benchmark.py restyle [--only synthetic64|ffhq_encode] [--steps 1,2,3,5,10]
+    ReStyle-pSp inference latency for N = 1 … 10 refinement steps at batch 1, and training
+    images/s (5 iterations per batch): the default config (64 px) and ffhq_encode's shapes
+    (256 → 1024 px, IR-SE50, config-f; random weights).
 python tools/benchmark.py sean [--resolution 256] [--batch 8] [--iters 10]
     SEAN (official widths at 256 px, configs/sean.py:celebamaskhq; the small default config
     below 256 px): generator inference latency and train-step images/s, random weights.
@@ -213,6 +217,68 @@ def bench_psp(batch, iters, only=None):
         print("| " + " | ".join(c.rjust(len(h)) for c, h in zip(cells, header)) + " |")
 
 
+def bench_restyle(batch, iters, only=None, steps=(1, 2, 3, 5, 10)):
+    """ReStyle-pSp inference latency for N refinement steps (batch 1, one compile per N: the
+    steps run under lax.scan) and the training step (5 iterations per batch)."""
+    from configs import restyle as configs
+    from stylejax.models import restyle
+    from stylejax.train import loop
+    from stylejax.train import psp as psp_train
+    from stylejax.train import restyle as trainer
+
+    loop.setup_jax()
+    mesh = loop.make_mesh()
+    rows = []
+    for name in ("synthetic64", "ffhq_encode"):
+        if only and name != only:
+            continue
+        c = configs.get_config("" if name == "synthetic64" else name)
+        c.batch_size = batch
+        shape = psp_train.input_shape(c)
+        if name == "synthetic64":
+            networks = psp_train.load_networks(c)
+        else:
+            networks = psp_train.abstract_networks(c, random_weights=True)
+        task, model, _ = trainer.make_task(c, shape, mesh, networks, evaluate=False)
+        frozen = jax.device_put(networks["frozen"], loop.replicated(mesh))
+        state = jax.jit(task.init_state, out_shardings=loop.replicated(mesh))(jax.random.PRNGKey(0))
+        variables = psp_train._variables(frozen, state["params"], state["batch_stats"])
+        run = jax.jit(restyle.run_iterations, static_argnums=(0, 3))
+        x = jnp.zeros((1, *shape))
+        latency = {n: _time(run, model, variables, x, n, iters=iters) for n in steps}
+        batch_arr = jax.device_put(
+            {"source": jnp.zeros((batch, *shape)), "target": jnp.zeros((batch, *shape[:2], 3))},
+            loop.batch_sharded(mesh),
+        )
+        sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
+        t0 = time.perf_counter()
+        compiled = loop.compile_step(task, mesh, sharding).lower(state, batch_arr, frozen).compile()
+        compile_s = time.perf_counter() - t0
+        state, metrics = compiled(state, batch_arr, frozen)  # warm-up
+        jax.block_until_ready(metrics)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            state, metrics = compiled(state, batch_arr, frozen)
+        jax.block_until_ready(metrics)
+        step_s = (time.perf_counter() - t0) / iters
+        resolution = networks["G"].img_resolution
+        rows.append((f"{name} ({shape[0]}→{resolution} px)", latency, compile_s, step_s))
+    device = jax.devices()[0]
+    print(
+        f"ReStyle-pSp (BackboneEncoder), float32, {jax.device_count()} x {device.platform} "
+        f"({device.device_kind}); inference at batch 1 (compile s in brackets); training: "
+        f"global batch {batch}, 5 iterations per batch"
+    )
+    header = ["setting", *(f"N={n} ms" for n in steps), "train compile s", "train img/s"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("-" * (len(h) + 2) for h in header) + "|")
+    for name, latency, compile_s, step_s in rows:
+        cells = [name]
+        cells += [f"{latency[n][1] * 1e3:.1f} ({latency[n][0]:.0f})" for n in steps]
+        cells += [f"{compile_s:.1f}", f"{batch / step_s:.2f}"]
+        print("| " + " | ".join(c.rjust(len(h)) for c, h in zip(cells, header)) + " |")
+
+
 def bench_sean(resolution, batch, iters):
     from configs import sean as sean_config
     from stylejax.train import sean as train_sean
@@ -228,15 +294,18 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("suite", choices=["models", "stylegan2", "psp", "sean", "data"])
+    parser.add_argument("suite", choices=["models", "stylegan2", "psp", "restyle", "sean", "data"])
     parser.add_argument(
         "--only",
         choices=["tiny64", "f256", "synthetic64", "ffhq_encode"],
-        help="one setting: stylegan2 tiny64|f256, psp synthetic64|ffhq_encode",
+        help="one setting: stylegan2 tiny64|f256, psp/restyle synthetic64|ffhq_encode",
     )
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument(
+        "--steps", default="1,2,3,5,10", help="restyle: refinement step counts to time"
+    )
     args = parser.parse_args()
     if args.suite == "models":
         bench_models(args.resolution, args.batch, args.iters)
@@ -244,6 +313,9 @@ def main():
         bench_train(args.batch, args.iters, args.only)
     elif args.suite == "psp":
         bench_psp(args.batch, args.iters, args.only)
+    elif args.suite == "restyle":
+        steps = tuple(int(n) for n in args.steps.split(","))
+        bench_restyle(args.batch, args.iters, args.only, steps)
     elif args.suite == "sean":
         bench_sean(args.resolution, args.batch, args.iters)
     else:

@@ -5,8 +5,8 @@ public coach's average image), `n_iters_per_batch` refinement iterations run, ea
 own forward pass, loss and backward pass; codes and images are detached between iterations.
 As in the public coach the gradients of the N losses are summed into one optimiser update
 per batch; `restyle.update_each_iteration` instead applies an update after every iteration.
-The whole batch is one jitted step; the iterations run under `lax.scan` (`restyle.scan`) or
-unrolled.
+The whole batch is one jitted step; the iterations run unrolled or under `lax.scan`
+(`restyle.scan`; 4x slower per step on a CPU at the default size).
 
 The pSp pieces (frozen generator, losses, Ranger, data) come from `stylejax.train.psp`; with
 the `ProgressiveBackboneEncoder` (ReStyle-e4e) the e4e pieces (progressive stages, delta
@@ -224,10 +224,11 @@ def init_encoder_from_arcface(config, state):
     return state
 
 
-def make_task(config, input_shape, mesh=None):
-    """The engine task plus (model, model config)."""
+def make_task(config, input_shape, mesh=None, networks=None, evaluate=True):
+    """The engine task plus (model, model config). `networks`: psp load_networks(config) by
+    default, or psp abstract_networks(config, random_weights=True) (then evaluate=False)."""
     mesh = loop.make_mesh() if mesh is None else mesh
-    networks = psp_train.load_networks(config)
+    networks = psp_train.load_networks(config) if networks is None else networks
     G, nets = networks["G"], networks["nets"]
     encoder_type = config.model.encoder_type
     encoder_shape = (*input_shape[:2], input_shape[2] + 3)  # image + reconstruction
@@ -272,7 +273,7 @@ def make_task(config, input_shape, mesh=None):
         prepare_state=functools.partial(init_encoder_from_arcface, config)
         if config.model.encoder_init
         else None,
-        evaluate=Evaluator(config, model, nets, frozen, mesh),
+        evaluate=Evaluator(config, model, nets, frozen, mesh) if evaluate else None,
     )
     return task, model, model_cfg
 
