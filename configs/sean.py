@@ -72,6 +72,8 @@ def get_config(variant: str = ""):
     c.eval.split = "test"
     c.eval.num_examples = 256
     c.eval.batch_size = 32
+    # A converted FID Inception (docs/metrics.md); empty: no FID in the evaluation.
+    c.eval.inception_weights = ""
 
     if variant == "celebamaskhq":
         c.data.name = "celeba_mask_hq/256"

@@ -408,14 +408,14 @@ def load_state(config, workdir, step=None):
     return loop.restore_checkpoint(workdir, abstract, step)[0]
 
 
-def evaluate(config, workdir, state=None, max_images=None) -> dict[str, Any]:
+def evaluate(config, workdir, state=None, max_images=None, step=None) -> dict[str, Any]:
     """Attribute-manipulation accuracy (the project's classifier on test images edited to the
     other value of the first attribute, α = 1), and on synthetic faces the PSNR of the edits
     against the `smile_flipped` renders inside and outside the mouth region. Writes
     workdir/eval.json and workdir/eval_strips.png."""
     t0 = time.perf_counter()
     e = config.eval
-    state = load_state(config, workdir) if state is None else jax.device_get(state)
+    state = load_state(config, workdir, step) if state is None else jax.device_get(state)
     model, _ = build_models(config)
     variables = {"params": state["ema"]}
     clf = attribute_classifier.load_or_train(classifier_settings(config), workdir)
@@ -508,14 +508,15 @@ def main(argv=None):
     parser.add_argument("--variant", default="")
     parser.add_argument("--export", default=None, help="write the EMA model here")
     parser.add_argument("--max-images", type=int, default=None)
+    parser.add_argument("--step", type=int, default=None, help="a checkpoint (default: last)")
     args = parser.parse_args(argv)
     logging.set_verbosity(logging.INFO)
     loop.setup_jax()
     config = l2m_configs.get_config(args.variant)
-    result = evaluate(config, args.workdir, max_images=args.max_images)
+    result = evaluate(config, args.workdir, max_images=args.max_images, step=args.step)
     print(json.dumps(result, indent=2))
     if args.export:
-        export_model(config, args.workdir, args.export, overwrite=True)
+        export_model(config, args.workdir, args.export, step=args.step, overwrite=True)
         print(f"exported the EMA networks to {args.export}")
 
 

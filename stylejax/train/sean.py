@@ -345,10 +345,11 @@ def make_data(config):
     return loop.numpy_batches(ds, ("image", "segmentation"))
 
 
-def evaluate(config, G, g_vars, workdir=None, num_examples=None) -> dict[str, float]:
+def evaluate(config, G, g_vars, workdir=None, num_examples=None, inception=None):
     """PSNR, SSIM and RMSE of reconstructions G(mask, image) on the test split, with a
-    (mask | image | output) grid in workdir/eval/. FID is not computed here (no Inception
-    weights offline; see docs/sean.md)."""
+    (mask | image | output) grid in workdir/eval/. With `inception` (module, variables) of
+    the FID Inception, also the FID between the reconstructions and the test images, as
+    SEAN's paper measures it."""
     from stylejax import metrics
 
     num = num_examples or config.eval.num_examples
@@ -359,7 +360,10 @@ def evaluate(config, G, g_vars, workdir=None, num_examples=None) -> dict[str, fl
         mse = jnp.mean(jnp.square(out - batch["image"]), axis=(1, 2, 3))
         return out, metrics.psnr(out, batch["image"]), metrics.ssim(out, batch["image"]), mse
 
+    if inception is not None:
+        features = jax.jit(lambda x: inception[0].apply(inception[1], x))
     totals = {"psnr": [], "ssim": [], "rmse": []}
+    real_feats, fake_feats = [], []
     first = None
     seen = 0
     for i, batch in enumerate(fixed_batches(config, config.eval.split, config.eval.batch_size)):
@@ -368,12 +372,19 @@ def evaluate(config, G, g_vars, workdir=None, num_examples=None) -> dict[str, fl
         totals["ssim"].append(np.asarray(ssim))
         # RMSE in 8-bit pixel units, as SEAN's paper reports it.
         totals["rmse"].append(np.sqrt(np.asarray(mse)) * 127.5)
+        if inception is not None:
+            real_feats.append(np.asarray(features(batch["image"])))
+            fake_feats.append(np.asarray(features(out)))
         if first is None:
             first = np.asarray(triplets(batch["segmentation"], batch["image"], out))
         seen += len(psnr)
         if seen >= num:
             break
     result = {k: float(np.mean(np.concatenate(v))) for k, v in totals.items()}
+    if inception is not None:
+        result["fid"] = metrics.frechet_distance(
+            np.concatenate(real_feats), np.concatenate(fake_feats)
+        )
     result["num_examples"] = seen
     if workdir is not None and first is not None:
         images.save_grid(first[: 3 * 8], Path(workdir) / "eval" / "reconstructions.png", 3, 1)
@@ -397,7 +408,12 @@ def train_and_evaluate(config, workdir):
     state, history = loop.run(task, config, workdir, data, tf_iterator)
     if config.eval.num_examples and jax.process_index() == 0:
         G, _ = build_models(config)
-        result = evaluate(config, G, jax.device_get(state["g"]), workdir)
+        inception = None
+        if config.eval.inception_weights:
+            from stylejax import evaluate as evaluate_lib
+
+            inception = evaluate_lib.load_inception(config.eval.inception_weights)
+        result = evaluate(config, G, jax.device_get(state["g"]), workdir, inception=inception)
         from clu import metric_writers
 
         writer = metric_writers.create_default_writer(workdir, asynchronous=False)
