@@ -28,6 +28,7 @@ all devices of all processes.
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import os
 import re
@@ -39,7 +40,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from stylejax import images, metrics
+from stylejax import files, images, metrics
 from stylejax.convert import inception as convert_inception
 from stylejax.convert import load_pretrained, read_config
 from stylejax.models import stylegan2 as sg
@@ -344,7 +345,7 @@ def evaluate(
     writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
     if jax.process_index() == 0:
         out = Path(workdir) / "metrics"
-        _write_json(out / f"metrics-{step:07d}.json", report)
+        files.write_json(out / f"metrics-{step:07d}.json", report)
         if first_images is not None:
             grid = images.make_grid(first_images, pad=1)
             images.save_image(grid, out / f"samples-{step:07d}.png")
@@ -353,18 +354,10 @@ def evaluate(
     return report
 
 
-def _write_json(path: Path, obj):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(f.name, path)
-
-
 def _save_npz(path: Path, **arrays):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
-        np.savez(f, **arrays)
-    os.replace(f.name, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    files.write_atomic(path, buffer.getvalue())
 
 
 def load_generator(generator, config, workdir, step=None):
