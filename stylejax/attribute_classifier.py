@@ -68,22 +68,27 @@ def network(settings: Settings) -> stargan_v2.Discriminator:
 
 def batches(settings: Settings, split: str, batch_size: int, train: bool):
     """Numpy (images, labels [N, K] float32) batches of the whole split (every process reads
-    all of it, so each trains the same classifier)."""
+    all of it, so each trains the same classifier): shuffled, flipped and repeated to train,
+    one ordered pass otherwise."""
     from stylejax.data import pipeline
 
-    ds = pipeline.make_dataset(
-        settings.data,
-        global_batch_size=batch_size,
-        split=split,
-        seed=settings.seed if train else None,
-        keys=("image", "attributes"),
-        flip=train,
-        repeat=train,
-        data_dir=settings.data_dir,
-        process_index=0,
-        process_count=1,
-    )
-    for batch in ds.as_numpy_iterator():
+    keys = ("image", "attributes")
+    if train:
+        ds = pipeline.make_dataset(
+            settings.data,
+            global_batch_size=batch_size,
+            split=split,
+            seed=settings.seed,
+            keys=keys,
+            data_dir=settings.data_dir,
+            process_index=0,
+            process_count=1,
+        ).as_numpy_iterator()
+    else:
+        ds = pipeline.split_batches(
+            settings.data, split, keys, batch_size, data_dir=settings.data_dir
+        )
+    for batch in ds:
         attributes = batch["attributes"]
         missing = [a for a in settings.attributes if a not in attributes]
         if missing:

@@ -54,7 +54,7 @@ def setup(tmp_path_factory):
     )
     folder = tmp_path_factory.mktemp("edit")
     clf = attribute_classifier.load_or_train(settings, folder)
-    report = e4e_train.edit_consistency(config, PixelCodes(), folder, classifier=clf)
+    report = e4e_train.edit_consistency(config, PixelCodes(), folder, clf=clf)
     return config, clf, folder, report
 
 

@@ -99,6 +99,29 @@ def test_convert_and_load_pretrained(tmp_path, generator):
     assert isinstance(D, sean.MultiscaleDiscriminator) and D.num_D == 2
 
 
+def test_spectral_norm_is_baked_into_the_converted_kernels(generator):
+    """kernel = weight_orig / σ with torch's eval-mode σ = u·(W v); the model's own σ of the
+    baked kernel (from the same u, v) is then 1."""
+    from stylejax.convert import readers
+
+    sd = readers.load_checkpoint(str(fixture_file("sean_s64_G.pth")))
+    _, variables = generator
+    keys = [k for k in sd if k.endswith(".weight_orig")]
+    assert len(keys) >= 3
+    for key in keys:
+        prefix = key[: -len(".weight_orig")]
+        w = np.asarray(sd[key], np.float64)  # OIHW
+        u, v = (np.asarray(sd[f"{prefix}.weight_{n}"], np.float64) for n in "uv")
+        sigma = u @ (w.reshape(len(w), -1) @ v)
+        node = variables["params"]
+        for name in prefix.split("."):
+            node = node[name] if name != "0" else node
+        kernel = np.asarray(node["kernel"], np.float64)
+        np.testing.assert_allclose(kernel, (w / sigma).transpose(2, 3, 1, 0), rtol=1e-6, atol=1e-9)
+        baked = kernel.transpose(3, 2, 0, 1).reshape(len(w), -1)
+        assert u @ (baked @ v) == pytest.approx(1.0, abs=1e-6), key
+
+
 def test_converter_errors_name_the_file():
     from stylejax.convert import readers
 

@@ -5,9 +5,11 @@ Both files are plain state dicts. The renames:
 - `Zencoder.model.{i}` → `Zencoder/model_{i}`; index 10 is a ConvTranspose2d whose weight
   [in, out, kh, kw] is flipped spatially and stored HWIO for a dilated correlation;
 - conv `weight` OIHW → `kernel` HWIO; Linear `fc_mu{j}.weight` [out, in] → `kernel` [in, out];
-- spectral-norm convs: `weight_orig` → `kernel`, `weight_u` / `weight_v` → the 'spectral'
-  collection (u, v), so σ = u·(W v) is exactly torch's eval-mode value and the network can be
-  fine-tuned with power iterations from there;
+- spectral-norm convs: σ = u·(W v) from the stored `weight_u` / `weight_v` (torch's
+  eval-mode value, no power iteration) is baked in: `kernel` = weight_orig / σ, the weight
+  the official network applies. u and v go to the 'spectral' collection, so the model's own
+  σ of the baked kernel is 1 (to float rounding) and fine-tuning resumes power iterations
+  from torch's vectors (spectral norm is scale-invariant in the kernel);
 - `param_free_norm.running_mean/var` → the 'batch_stats' collection;
 - ignored: `num_batches_tracked` and each ACE's unused `Spade.param_free_norm.*`.
 Nothing in the files says the training crop size; the generator takes it from the label
@@ -112,6 +114,28 @@ def generator_to_flax(sd: dict) -> dict:
     return out
 
 
+def bake_spectral_norm(variables: dict) -> dict:
+    """Divides every spectral-norm kernel by its eval-mode σ = u·(W v) (W: the kernel as an
+    [out, in·kh·kw] matrix in torch's OIHW order), in float64, in place. Incomplete entries
+    are left for check_against_model to name."""
+
+    def walk(params, spectral):
+        for name, sub in spectral.items():
+            if not isinstance(sub, dict) or not isinstance(params.get(name), dict):
+                continue
+            if {"u", "v"} <= sub.keys() and "kernel" in params[name]:
+                kernel = np.asarray(params[name]["kernel"], np.float64)
+                w = kernel.transpose(3, 2, 0, 1).reshape(kernel.shape[3], -1)
+                u, v = (np.asarray(sub[n], np.float64) for n in ("u", "v"))
+                if u.shape == (w.shape[0],) and v.shape == (w.shape[1],):
+                    params[name]["kernel"] = (kernel / np.dot(u, w @ v)).astype(np.float32)
+            else:
+                walk(params[name], sub)
+
+    walk(variables.get("params", {}), variables.get("spectral", {}))
+    return variables
+
+
 def discriminator_config(sd: dict, source: str = "") -> dict[str, Any]:
     sd = _strip(sd)
     scales = sorted({int(m[1]) for k in sd if (m := re.match(r"discriminator_(\d+)\.", k))})
@@ -164,13 +188,13 @@ def read_sean(path: str, obj=None) -> tuple[str, dict, dict]:
     kind = detect_format(sd)
     if kind == "sean_generator":
         config = generator_config(sd, path)
-        variables = generator_to_flax(sd)
+        variables = bake_spectral_norm(generator_to_flax(sd))
         model = build_generator(config)
         init = lambda r: sean.init_generator(model, r, size=32 * 2)
         what = "SEAN generator"
     elif kind == "sean_discriminator":
         config = discriminator_config(sd, path)
-        variables = discriminator_to_flax(sd)
+        variables = bake_spectral_norm(discriminator_to_flax(sd))
         model = build_discriminator(config)
         init = lambda r: sean.init_discriminator(model, r, config["label_nc"])
         what = "SEAN discriminator"

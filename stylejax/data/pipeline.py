@@ -150,6 +150,22 @@ def make_dataset(name, *, global_batch_size, split="train", seed=0, task=None,
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def split_batches(name, split, keys, batch_size=64, *, limit=0, data_dir=None):
+  """Numpy batches (dicts of `keys`) of a whole split in stored order, unflipped, read by
+  this process alone (evaluation passes); stops after `limit` examples when it is > 0."""
+  ds = make_dataset(name, global_batch_size=batch_size, split=split, seed=None,
+                    keys=tuple(keys), flip=False, repeat=False, data_dir=data_dir,
+                    process_index=0, process_count=1)
+  count = 0
+  for batch in ds.as_numpy_iterator():
+    if limit:
+      batch = jax.tree_util.tree_map(lambda v, n=limit - count: v[:n], batch)
+    yield batch
+    count += len(jax.tree_util.tree_leaves(batch)[0])
+    if limit and count >= limit:
+      return
+
+
 def batch_sharding(mesh, axis=None):
   """Shards the leading (batch) dimension over `axis` (default: the mesh's first axis)."""
   axis = axis or mesh.axis_names[0]

@@ -391,27 +391,10 @@ def finish(config, workdir, task, state, history, model_cfg, report: dict):
 
 
 def _examples(config, split: str, keys, limit: int):
-    """Numpy batches of 64 of a split's first `limit` examples, in order, unflipped."""
     from stylejax.data import pipeline
 
-    ds = pipeline.make_dataset(
-        config.data.name,
-        global_batch_size=64,
-        split=split,
-        seed=None,
-        keys=tuple(keys),
-        flip=False,
-        repeat=False,
-        data_dir=config.data.directory or None,
-        process_index=0,
-        process_count=1,
-    )
-    count = 0
-    for batch in ds.as_numpy_iterator():
-        yield jax.tree_util.tree_map(lambda v: v[: limit - count], batch)
-        count += len(batch["image"])
-        if count >= limit:
-            return
+    data_dir = config.data.directory or None
+    return pipeline.split_batches(config.data.name, split, keys, limit=limit, data_dir=data_dir)
 
 
 def boundary_distance(codes, boundary) -> np.ndarray:
@@ -426,7 +409,7 @@ def move_to_distance(codes, boundary, distance) -> np.ndarray:
     return codes + step.reshape((-1,) + (1,) * (codes.ndim - 1)) * boundary.direction[None]
 
 
-def edit_consistency(config, model, folder, classifier=None) -> dict[str, Any]:
+def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
     """The editing proof on the synthetic faces, whose `smile_flipped` render is the true
     edit. A direction for config.edit.attribute is fitted InterFaceGAN-style (logistic
     regression, editing.fit_direction) on the W+ codes of encoded training faces and their
@@ -436,8 +419,8 @@ def edit_consistency(config, model, folder, classifier=None) -> dict[str, Any]:
     against smile_flipped inside the mouth region (edit, and the reconstruction as the
     baseline) and outside it. `model`: an inference.PSPModel. Writes
     folder/edit_<attribute>.png: rows input, reconstruction, edit, smile_flipped. The
-    classifier is trained (or loaded from folder) with attribute_classifier's defaults
-    unless one is given."""
+    classifier `clf` is trained (or loaded from folder) with attribute_classifier's defaults
+    unless given."""
     from stylejax import attribute_classifier, editing
     from stylejax import images as images_lib
     from stylejax import metrics as metrics_lib
@@ -454,7 +437,7 @@ def edit_consistency(config, model, folder, classifier=None) -> dict[str, Any]:
     distance = boundary_distance(codes, boundary)
     class_mean = np.array([distance[~labels].mean(), distance[labels].mean()])
 
-    if classifier is None:
+    if clf is None:
         settings = attribute_classifier.Settings(
             data=config.data.name,
             attributes=(attr,),
@@ -462,8 +445,7 @@ def edit_consistency(config, model, folder, classifier=None) -> dict[str, Any]:
             seed=config.seed,
             data_dir=config.data.directory or None,
         )
-        classifier = attribute_classifier.load_or_train(settings, folder)
-    clf = classifier
+        clf = attribute_classifier.load_or_train(settings, folder)
     smiling = attr == "Smiling"
     keys = ("image", "attributes") + (("segmentation", "smile_flipped") if smiling else ())
     hits = {"reconstruction": 0, "edit": 0}

@@ -280,20 +280,9 @@ def fixed_batches(config, split: str, batch_size: int):
     by this process (evaluation and sample grids)."""
     from stylejax.data import pipeline
 
-    ds = pipeline.make_dataset(
-        config.data.name,
-        global_batch_size=batch_size,
-        split=split,
-        seed=None,
-        keys=("image", "segmentation"),
-        flip=False,
-        repeat=False,
-        data_dir=config.data.directory or None,
-        process_index=0,
-        process_count=1,
-    )
-    for batch in ds:
-        yield {k: np.asarray(batch[k]) for k in ("image", "segmentation")}
+    keys = ("image", "segmentation")
+    data_dir = config.data.directory or None
+    return pipeline.split_batches(config.data.name, split, keys, batch_size, data_dir=data_dir)
 
 
 def make_task(config, with_samples: bool = True, samples_from=None) -> loop.Task:
