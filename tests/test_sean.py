@@ -122,6 +122,31 @@ def test_spectral_norm_is_baked_into_the_converted_kernels(generator):
         assert u @ (baked @ v) == pytest.approx(1.0, abs=1e-6), key
 
 
+def test_region_transfer_scores(generator, ref):
+    """A region moved from an image to itself changes nothing (same noise for the edit and
+    G(A)); from another image it changes the output; a region absent from every pair is an
+    error."""
+    from stylejax.train import sean as train_sean
+
+    G, variables = generator
+    x = nhwc(ref["x"])
+    labels = np.argmax(nhwc(ref["label"]), axis=-1)
+    counts = np.bincount(labels.reshape(-1), minlength=G.label_nc)
+    region = int(np.argmax(counts))
+    rng = jax.random.PRNGKey(0)
+    same = train_sean.region_transfer_scores(G, variables, labels, x, labels, x, region, rng)
+    assert same["pairs"] == len(x)
+    assert same["colour_gap_after"] == pytest.approx(same["colour_gap_before"], rel=1e-5)
+    assert same["psnr_outside"] > 100  # identical outputs (the MSE floor gives 126 dB)
+    flipped = labels[::-1], x[::-1]
+    other = train_sean.region_transfer_scores(G, variables, labels, x, *flipped, region, rng)
+    assert other["psnr_outside"] < 100  # another image's codes do change the output
+    absent = [c for c in range(G.label_nc) if counts[c] == 0]
+    if absent:
+        with pytest.raises(ValueError, match=f"region {absent[0]} is in no pair"):
+            train_sean.region_transfer_scores(G, variables, labels, x, labels, x, absent[0], rng)
+
+
 def test_converter_errors_name_the_file():
     from stylejax.convert import readers
 

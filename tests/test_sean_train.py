@@ -1,5 +1,6 @@
 """SEAN training: the step on 8 devices equals the step on 1 (batch norm synchronised over
-the global batch), the configs, the VGG19 import and the logged VGG-off switch."""
+the global batch), the evaluation's metrics and FID, the configs, the VGG19 import and the
+logged VGG-off switch."""
 
 import logging
 

@@ -235,7 +235,8 @@ def region_transfer_scores(G, g_vars, labels_a, image_a, labels_b, image_b, regi
     [-1, 1]. Returns the mean over the pairs holding the region in both A and B of
     colour_gap_before / _after: the L2 distance (RGB, [-1, 1] units) between the mean colour
     of A's region in G(A) (before) or in the edit (after) and the mean colour of B's region
-    in B; psnr_outside: PSNR (dB) of the edit against G(A) outside A's region."""
+    in B; psnr_outside: PSNR (dB) of the edit against G(A) outside A's region (both with the
+    same noise)."""
     label_nc = G.label_nc
 
     @jax.jit
@@ -244,13 +245,11 @@ def region_transfer_scores(G, g_vars, labels_a, image_a, labels_b, image_b, regi
         codes_a, _ = G.apply(g_vars, image_a, seg_a, method=G.encode)
         codes_b, present_b = G.apply(g_vars, image_b, seg_b, method=G.encode)
         edited_codes = sean.transfer_regions(codes_a, codes_b, [region], present_b)
-        both = G.apply(
-            g_vars,
-            jnp.concatenate([seg_a, seg_a]),
-            style_codes=jnp.concatenate([codes_a, edited_codes]),
-            rngs={"noise": rng},
-        )
-        return jnp.split(both, 2)
+        # One rng for both calls: the edit and G(A) see the same noise draws.
+        return [
+            G.apply(g_vars, seg_a, style_codes=codes, rngs={"noise": rng})
+            for codes in (codes_a, edited_codes)
+        ]
 
     before, after = (np.asarray(x) for x in run(labels_a, image_a, labels_b, image_b))
     in_a = np.asarray(labels_a) == region
