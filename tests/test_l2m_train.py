@@ -248,3 +248,43 @@ def test_edit_tool_writes_strips_and_reference_edits(tmp_path, setup):
                 "1",
             ]
         )
+
+
+def test_evaluation_on_tiny_synthetic_faces(setup, tmp_path):
+    """evaluate() end to end on a 16 px split: eval.json with the classifier's accuracy, the
+    edit accuracy and the smile_flipped PSNRs (the unedited input's equal to a direct
+    computation), and the strips grid."""
+    import json
+
+    from conftest import build_synthetic_faces
+
+    from stylejax import metrics
+    from stylejax.data import pipeline
+    from stylejax.data.synthetic_faces import SyntheticFacesConfig
+
+    config, _task, state, _batch = setup
+    data = SyntheticFacesConfig(name="l2m16", resolution=RES, num_train=16, num_test=12)
+    config = config.copy_and_resolve_references()
+    config.data.name = f"synthetic_faces/{data.name}"
+    config.data.directory = build_synthetic_faces(data, tmp_path / "tfds")
+    config.eval.classifier_steps = 3
+    config.eval.classifier_batch_size = 8
+    config.eval.classifier_dim_in = 8
+    result = trainer.evaluate(config, tmp_path, state=state, max_images=0)
+
+    assert result["images"] == data.num_test
+    assert set(result["classifier_test_accuracy"]) == {"Smiling"}
+    assert 0 <= result["edit_accuracy"]["Smiling"] <= 1
+    keys = ("image", "segmentation", "smile_flipped")
+    (test,) = pipeline.split_batches(
+        config.data.name, "test", keys, 64, data_dir=config.data.directory
+    )
+    region = synthetic_faces.smile_region(
+        test["segmentation"], test["image"], test["smile_flipped"]
+    )
+    psnr = metrics.MaskedPSNR()
+    psnr.add("input", test["image"], test["smile_flipped"], region)
+    assert result["psnr_mouth_input"] == pytest.approx(psnr.result()["input"], rel=1e-6)
+    assert np.isfinite(result["psnr_mouth"]) and np.isfinite(result["psnr_outside_mouth"])
+    assert json.loads((tmp_path / "eval.json").read_text())["images"] == data.num_test
+    assert (tmp_path / "eval_strips.png").is_file() and (tmp_path / "classifier.json").is_file()

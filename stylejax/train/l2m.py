@@ -344,8 +344,6 @@ def make_data(config, split=None, *, keys=("image",), seed="config", repeat=True
             out = {k: batch[k].numpy() for k in keys}
             attributes = {k: v.numpy() for k, v in batch["attributes"].items()}
             out["domain"] = domains_of(attributes, d.attributes).astype(np.int32)
-            names = classifier_attributes(config)
-            out["labels"] = np.stack([attributes[k] for k in names], 1).astype(np.float32)
             yield out
 
     return numpy_batches(), tf_iterator
