@@ -298,7 +298,7 @@ def test_inconsistent_opts_and_latent_avg_are_refused(psp_checkpoint):
     with pytest.raises(CheckpointError, match="opts say encoder_type"):
         psp_convert.read_psp("psp.pt", _edited(psp_checkpoint, opts=opts))
     opts = {**psp_checkpoint["opts"], "encoder_type": "Encoder4Editing"}
-    with pytest.raises(CheckpointError, match="e4e encoders are not supported yet"):
+    with pytest.raises(CheckpointError, match="e4e files are read by stylejax.convert.restyle"):
         psp_convert.read_psp("psp.pt", _edited(psp_checkpoint, opts=opts))
     with pytest.raises(
         CheckpointError, match=r"latent_avg has shape \(3, 64\); expected \[8, 64\]"

@@ -146,8 +146,8 @@ def _encoder_config(sd: dict, opts: dict, source: str) -> tuple[str, dict]:
     if opts.get("encoder_type", encoders.ENCODER_TYPES[0]) not in encoders.ENCODER_TYPES:
         raise CheckpointError(
             f"{source}: opts say encoder_type={opts['encoder_type']!r}; this converter reads "
-            f"the pSp encoders {encoders.ENCODER_TYPES} (ReStyle and e4e encoders are not "
-            f"supported yet by read_psp: convert() reads them with stylejax.convert.restyle)"
+            f"the pSp encoders {encoders.ENCODER_TYPES}; ReStyle and e4e files are read by "
+            f"stylejax.convert.restyle (convert() and tools/convert_weights.py pick it)"
         )
     if "latlayer1.weight" in sd:
         detected = "GradualStyleEncoder"
