@@ -349,23 +349,6 @@ def parameter_groups(state) -> dict:
     return groups
 
 
-def save_model(out_dir, task, state, model_cfg, source: str) -> dict:
-    """The trained encoder with its generator as a converted checkpoint (kind
-    `model_cfg['family']`: 'e4e' or 'restyle'), for `stylejax.convert.load_pretrained`."""
-    from stylejax.convert import save_converted
-
-    family = model_cfg["family"]
-    variables = psp_train._variables(task.frozen, state["params"], state["batch_stats"])
-    meta = {
-        "family": family,
-        "format": "stylejax-train",
-        "source": source,
-        "networks": {family: {"kind": family, "config": model_cfg}},
-    }
-    save_converted(out_dir, {family: jax.device_get(variables)}, meta, overwrite=True)
-    return meta
-
-
 def finish(config, workdir, task, state, history, model_cfg, report: dict):
     """Writes workdir/report.json (the last test metrics and `report`) and, single-process,
     the model to workdir/model."""
@@ -381,7 +364,7 @@ def finish(config, workdir, task, state, history, model_cfg, report: dict):
     }
     if jax.process_count() == 1:  # the converted-checkpoint writer is single-process
         source = f"{Path(workdir).absolute()} step {report['steps']}"
-        save_model(Path(workdir) / "model", task, state, model_cfg, source)
+        psp_train.save_model(Path(workdir) / "model", task, state, model_cfg, source)
     if jax.process_index() == 0:
         files.write_json(Path(workdir) / "report.json", report)
     return report

@@ -621,18 +621,20 @@ def format_report(report: dict) -> str:
 
 
 def save_model(out_dir, task, state, model_cfg, source: str, overwrite: bool = True):
-    """Writes the encoder with its generator as a converted pSp checkpoint (kind 'psp', as
-    tools/convert_weights.py writes official ones) for stylejax.inference.load_psp."""
+    """Writes the encoder with its generator as a converted checkpoint of kind
+    model_cfg['family'] ('psp', 'e4e' or 'restyle', the layouts tools/convert_weights.py
+    writes for official ones), for stylejax.convert.load_pretrained / inference.load_psp."""
     from stylejax.convert import save_converted
 
+    family = model_cfg["family"]
     variables = jax.device_get(_variables(task.frozen, state["params"], state["batch_stats"]))
     meta = {
-        "family": "psp",
+        "family": family,
         "format": "stylejax-train",
         "source": source,
-        "networks": {"psp": {"kind": "psp", "config": model_cfg}},
+        "networks": {family: {"kind": family, "config": model_cfg}},
     }
-    save_converted(out_dir, {"psp": variables}, meta, overwrite=overwrite)
+    save_converted(out_dir, {family: variables}, meta, overwrite=overwrite)
     return meta
 
 
