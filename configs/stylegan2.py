@@ -73,7 +73,7 @@ def get_config(variant: str = ""):
     c.train.ema_rampup = 0.05
 
     if variant == "synthetic64":
-        # Sized for a CPU budget (about 0.5 s/step on 2 cores): 32 channels at every
+        # Sized for a CPU budget (about 1.8 s/step on 2 CPU cores): 32 channels at every
         # resolution, no path-length regulariser, stylegan2-ada's "auto" γ and EMA rules.
         c.data.name = "synthetic_faces/64"
         c.data.shuffle_buffer = 5000
