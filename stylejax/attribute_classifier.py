@@ -49,7 +49,6 @@ class AttributeClassifier:
 
     def __init__(self, settings: Settings, params, test_accuracy: dict[str, float]):
         self.settings, self.params, self.test_accuracy = settings, params, test_accuracy
-        self.names = list(settings.attributes)
         self.module = network(settings)
         self._logits = jax.jit(lambda p, x: self.module.apply({"params": p}, x))
 
@@ -126,14 +125,13 @@ def train(settings: Settings):
     return params
 
 
-def test_accuracy(settings: Settings, module, params, max_images: int = 0) -> dict[str, float]:
-    predict = jax.jit(lambda p, x: module.apply({"params": p}, x) > 0)
+def measure_accuracy(clf: AttributeClassifier) -> dict[str, float]:
+    """Per-attribute accuracy of `clf` on its data set's test split."""
+    settings = clf.settings
     correct, total = np.zeros(len(settings.attributes)), 0
     for x, labels in batches(settings, "test", 64, train=False):
-        correct += np.sum(np.asarray(predict(params, x)) == labels.astype(bool), axis=0)
+        correct += np.sum(clf.predict(x) == labels.astype(bool), axis=0)
         total += len(x)
-        if max_images and total >= max_images:
-            break
     return dict(zip(settings.attributes, (correct / max(total, 1)).tolist()))
 
 
@@ -142,18 +140,18 @@ def load_or_train(settings: Settings, folder) -> AttributeClassifier:
     one (trained, tested on the test split and written to `folder`)."""
     folder = Path(folder)
     weights, record = folder / "classifier.msgpack", folder / "classifier.json"
-    module = network(settings)
-    x0 = jnp.zeros((1, settings.img_size, settings.img_size, 3))
-    shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), x0))["params"]
     if weights.is_file() and record.is_file():
         saved = json.loads(record.read_text())
         if saved.get("settings") == settings.to_json():
+            x0 = jnp.zeros((1, settings.img_size, settings.img_size, 3))
+            init = lambda: network(settings).init(jax.random.PRNGKey(0), x0)
+            shapes = jax.eval_shape(init)["params"]
             params = serialization.from_bytes(shapes, weights.read_bytes())
             return AttributeClassifier(settings, params, saved["test_accuracy"])
         logging.info("%s: trained with other settings; training a new classifier", record)
-    params = train(settings)
-    accuracy = test_accuracy(settings, module, params)
-    logging.info("attribute classifier test accuracy: %s", accuracy)
-    files.write_atomic(weights, serialization.to_bytes(params))
-    files.write_json(record, {"settings": settings.to_json(), "test_accuracy": accuracy})
-    return AttributeClassifier(settings, params, accuracy)
+    clf = AttributeClassifier(settings, train(settings), {})
+    clf.test_accuracy = measure_accuracy(clf)
+    logging.info("attribute classifier test accuracy: %s", clf.test_accuracy)
+    files.write_atomic(weights, serialization.to_bytes(clf.params))
+    files.write_json(record, {"settings": settings.to_json(), "test_accuracy": clf.test_accuracy})
+    return clf

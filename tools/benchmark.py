@@ -149,86 +149,14 @@ def bench_train(batch, iters, only=None):
         print("| " + " | ".join(c.rjust(len(h)) for c, h in zip(cells, header)) + " |")
 
 
-def bench_psp(batch, iters, only=None):
-    from configs import psp as configs
-    from stylejax.train import loop
-    from stylejax.train import psp as trainer
-
-    loop.setup_jax()
-    mesh = loop.make_mesh()
-    rows = []
-    for name in ("synthetic64", "ffhq_encode"):
-        if only and name != only:
-            continue
-        c = configs.get_config("" if name == "synthetic64" else name)
-        c.batch_size = batch
-        shape = trainer.input_shape(c)
-        if name == "synthetic64":
-            networks = trainer.load_networks(c)
-        else:
-            networks = trainer.abstract_networks(c, random_weights=True)
-        task, model, _ = trainer.make_task(c, shape, mesh, networks, evaluate=False)
-        frozen = jax.device_put(networks["frozen"], loop.replicated(mesh))
-        state = jax.jit(task.init_state, out_shardings=loop.replicated(mesh))(jax.random.PRNGKey(0))
-        variables = trainer._variables(frozen, state["params"], state["batch_stats"])
-        infer = jax.jit(
-            lambda v, x: trainer.pool_to(model.apply(v, x, noise_mode="const"), x.shape[1])
-        )
-        latency = {}
-        for n in (1, 8):
-            x = jnp.zeros((n, *shape))
-            latency[n] = _time(infer, variables, x, iters=iters)
-        batch_arr = jax.device_put(
-            {"source": jnp.zeros((batch, *shape)), "target": jnp.zeros((batch, *shape[:2], 3))},
-            loop.batch_sharded(mesh),
-        )
-        sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
-        step = loop.compile_step(task, mesh, sharding)
-        t0 = time.perf_counter()
-        compiled = step.lower(state, batch_arr, frozen).compile()
-        compile_s = time.perf_counter() - t0
-        flops = (compiled.cost_analysis() or {}).get("flops", float("nan"))
-        state, metrics = compiled(state, batch_arr, frozen)  # warm-up
-        jax.block_until_ready(metrics)
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            state, metrics = compiled(state, batch_arr, frozen)
-        jax.block_until_ready(metrics)
-        step_s = (time.perf_counter() - t0) / iters
-        resolution = networks["G"].img_resolution
-        rows.append((f"{name} ({shape[0]}→{resolution} px)", latency, compile_s, step_s, flops))
-    device = jax.devices()[0]
-    print(
-        f"pSp (GradualStyleEncoder), float32, {jax.device_count()} x {device.platform} "
-        f"({device.device_kind}); training: global batch {batch}"
-    )
-    header = ("setting", "ms batch 1", "ms batch 8", "train compile s", "train img/s", "GFLOP/s")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("-" * (len(h) + 2) for h in header) + "|")
-    for name, latency, compile_s, step_s, flops in rows:
-        cells = (
-            name,
-            f"{latency[1][1] * 1e3:.1f}",
-            f"{latency[8][1] * 1e3:.1f}",
-            f"{compile_s:.1f}",
-            f"{batch / step_s:.2f}",
-            f"{flops / step_s / 1e9:.1f}",
-        )
-        print("| " + " | ".join(c.rjust(len(h)) for c, h in zip(cells, header)) + " |")
-
-
-def bench_restyle(batch, iters, only=None, steps=(1, 2, 3, 5, 10)):
-    """ReStyle-pSp inference latency for N refinement steps (batch 1, one compile per N: the
-    steps run under lax.scan) and the training step (5 iterations per batch)."""
-    from configs import restyle as configs
-    from stylejax.models import restyle
+def _encoder_settings(configs, trainer, batch, only, mesh):
+    """The pSp-family benchmark settings: synthetic64 (the default config with the shipped
+    generator) and ffhq_encode (256 → 1024 px, IR-SE50, config-f; random weights). Yields
+    (label, model, inference variables, input shape, train_timer(iters) → (compile s,
+    s/step, FLOPs per step))."""
     from stylejax.train import loop
     from stylejax.train import psp as psp_train
-    from stylejax.train import restyle as trainer
 
-    loop.setup_jax()
-    mesh = loop.make_mesh()
-    rows = []
     for name in ("synthetic64", "ffhq_encode"):
         if only and name != only:
             continue
@@ -243,40 +171,95 @@ def bench_restyle(batch, iters, only=None, steps=(1, 2, 3, 5, 10)):
         frozen = jax.device_put(networks["frozen"], loop.replicated(mesh))
         state = jax.jit(task.init_state, out_shardings=loop.replicated(mesh))(jax.random.PRNGKey(0))
         variables = psp_train._variables(frozen, state["params"], state["batch_stats"])
-        run = jax.jit(restyle.run_iterations, static_argnums=(0, 3))
-        x = jnp.zeros((1, *shape))
-        latency = {n: _time(run, model, variables, x, n, iters=iters) for n in steps}
-        batch_arr = jax.device_put(
-            {"source": jnp.zeros((batch, *shape)), "target": jnp.zeros((batch, *shape[:2], 3))},
-            loop.batch_sharded(mesh),
-        )
-        sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
-        t0 = time.perf_counter()
-        compiled = loop.compile_step(task, mesh, sharding).lower(state, batch_arr, frozen).compile()
-        compile_s = time.perf_counter() - t0
-        state, metrics = compiled(state, batch_arr, frozen)  # warm-up
-        jax.block_until_ready(metrics)
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            state, metrics = compiled(state, batch_arr, frozen)
-        jax.block_until_ready(metrics)
-        step_s = (time.perf_counter() - t0) / iters
-        resolution = networks["G"].img_resolution
-        rows.append((f"{name} ({shape[0]}→{resolution} px)", latency, compile_s, step_s))
+        label = f"{name} ({shape[0]}→{networks['G'].img_resolution} px)"
+
+        def train_timer(iters, task=task, state=state, frozen=frozen, shape=shape):
+            batch_arr = jax.device_put(
+                {"source": jnp.zeros((batch, *shape)), "target": jnp.zeros((batch, *shape[:2], 3))},
+                loop.batch_sharded(mesh),
+            )
+            sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
+            t0 = time.perf_counter()
+            compiled = loop.compile_step(task, mesh, sharding).lower(state, batch_arr, frozen)
+            compiled = compiled.compile()
+            compile_s = time.perf_counter() - t0
+            flops = (compiled.cost_analysis() or {}).get("flops", float("nan"))
+            state, metrics = compiled(state, batch_arr, frozen)  # warm-up
+            jax.block_until_ready(metrics)
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                state, metrics = compiled(state, batch_arr, frozen)
+            jax.block_until_ready(metrics)
+            return compile_s, (time.perf_counter() - t0) / iters, flops
+
+        yield label, model, variables, shape, train_timer
+
+
+def _print_table(title, header, rows):
     device = jax.devices()[0]
-    print(
-        f"ReStyle-pSp (BackboneEncoder), float32, {jax.device_count()} x {device.platform} "
-        f"({device.device_kind}); inference at batch 1 (compile s in brackets); training: "
-        f"global batch {batch}, 5 iterations per batch"
-    )
-    header = ["setting", *(f"N={n} ms" for n in steps), "train compile s", "train img/s"]
+    print(f"{title}, float32, {jax.device_count()} x {device.platform} ({device.device_kind})")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("-" * (len(h) + 2) for h in header) + "|")
-    for name, latency, compile_s, step_s in rows:
-        cells = [name]
-        cells += [f"{latency[n][1] * 1e3:.1f} ({latency[n][0]:.0f})" for n in steps]
-        cells += [f"{compile_s:.1f}", f"{batch / step_s:.2f}"]
+    for cells in rows:
         print("| " + " | ".join(c.rjust(len(h)) for c, h in zip(cells, header)) + " |")
+
+
+def bench_psp(batch, iters, only=None):
+    from configs import psp as configs
+    from stylejax.train import loop
+    from stylejax.train import psp as trainer
+
+    loop.setup_jax()
+    mesh = loop.make_mesh()
+    rows = []
+    for label, model, variables, shape, train_timer in _encoder_settings(
+        configs, trainer, batch, only, mesh
+    ):
+        infer = jax.jit(
+            lambda v, x, m=model: trainer.pool_to(m.apply(v, x, noise_mode="const"), x.shape[1])
+        )
+        latency = {n: _time(infer, variables, jnp.zeros((n, *shape)), iters=iters) for n in (1, 8)}
+        compile_s, step_s, flops = train_timer(iters)
+        rows.append(
+            (
+                label,
+                f"{latency[1][1] * 1e3:.1f}",
+                f"{latency[8][1] * 1e3:.1f}",
+                f"{compile_s:.1f}",
+                f"{batch / step_s:.2f}",
+                f"{flops / step_s / 1e9:.1f}",
+            )
+        )
+    header = ("setting", "ms batch 1", "ms batch 8", "train compile s", "train img/s", "GFLOP/s")
+    _print_table(f"pSp (GradualStyleEncoder); training: global batch {batch}", header, rows)
+
+
+def bench_restyle(batch, iters, only=None, steps=(1, 2, 3, 5, 10)):
+    """ReStyle-pSp inference latency for N refinement steps (batch 1, one compile per N: the
+    steps run under lax.scan) and the training step (5 iterations per batch)."""
+    from configs import restyle as configs
+    from stylejax.models import restyle
+    from stylejax.train import loop
+    from stylejax.train import restyle as trainer
+
+    loop.setup_jax()
+    mesh = loop.make_mesh()
+    run = jax.jit(restyle.run_iterations, static_argnums=(0, 3))
+    rows = []
+    for label, model, variables, shape, train_timer in _encoder_settings(
+        configs, trainer, batch, only, mesh
+    ):
+        x = jnp.zeros((1, *shape))
+        latency = {n: _time(run, model, variables, x, n, iters=iters) for n in steps}
+        compile_s, step_s, _ = train_timer(iters)
+        cells = [label, *(f"{latency[n][1] * 1e3:.1f} ({latency[n][0]:.0f})" for n in steps)]
+        rows.append((*cells, f"{compile_s:.1f}", f"{batch / step_s:.2f}"))
+    header = ("setting", *(f"N={n} ms" for n in steps), "train compile s", "train img/s")
+    title = (
+        f"ReStyle-pSp (BackboneEncoder); inference at batch 1 (compile s in brackets); "
+        f"training: global batch {batch}, 5 iterations per batch"
+    )
+    _print_table(title, header, rows)
 
 
 def bench_sean(resolution, batch, iters):

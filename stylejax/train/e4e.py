@@ -473,15 +473,16 @@ def train_and_evaluate(config, workdir):
     loop.setup_jax()
     mesh = loop.make_mesh()
     data, tf_iterator, input_shape = psp_train.make_data(config)
-    task, _model, model_cfg, _steps = make_task(config, input_shape, mesh)
+    task, model, model_cfg, _steps = make_task(config, input_shape, mesh)
     state, history = loop.run(task, config, workdir, data, tf_iterator, mesh)
     baseline, _ = task.evaluate(state, baseline=True)
-    report = finish(config, workdir, task, state, history, model_cfg, {"w_avg_baseline": baseline})
-    if config.edit.attribute and jax.process_count() == 1:
+    extra = {"w_avg_baseline": baseline}
+    if config.edit.attribute and jax.process_count() == 1:  # a host-local measurement
         from stylejax import inference
 
-        model = inference.load_psp(Path(workdir) / "model")
-        report["edit"] = edit_consistency(config, model, workdir)
-        files.write_json(Path(workdir) / "report.json", report)
+        variables = psp_train._variables(task.frozen, state["params"], state["batch_stats"])
+        trained = inference.PSPModel(model, jax.device_get(variables), model_cfg)
+        extra["edit"] = edit_consistency(config, trained, workdir)
+    report = finish(config, workdir, task, state, history, model_cfg, extra)
     logging.info("test-split report: %s", report)
     return state, report
