@@ -104,7 +104,21 @@ def test_accuracies_and_psnrs_match_direct_computations(setup):
     psnr = metrics.MaskedPSNR()
     psnr.add("mouth", x, test["smile_flipped"], region)
     assert report["psnr_mouth_reconstruction"] == pytest.approx(psnr.result()["mouth"], rel=1e-6)
-    assert 0 <= report["classifier_accuracy_edit"] <= 1
+    # The edits, rebuilt from the fitted boundary: their accuracy and score shift.
+    train = split(config, "train", ("image", "attributes"), 64)
+    train_codes = train["image"].reshape(64, 1, -1)
+    train_labels = train["attributes"]["Smiling"].astype(bool)
+    boundary = editing.fit_direction(train_codes, train_labels)
+    distance = e4e_train.boundary_distance(train_codes, boundary)
+    class_mean = np.array([distance[~train_labels].mean(), distance[train_labels].mean()])
+    codes = x.reshape(len(x), 1, -1)
+    edit = e4e_train.move_to_distance(codes, boundary, class_mean[(~label).astype(int)])
+    edit = edit.reshape(x.shape)
+    edit_score = np.asarray(clf.logits(edit))[:, 0]
+    assert report["classifier_accuracy_edit"] == pytest.approx(np.mean((edit_score > 0) == ~label))
+    shift = np.where(label, -1.0, 1.0) * (edit_score - np.asarray(clf.logits(x))[:, 0])
+    assert report["score_shift_to_target"] == pytest.approx(shift.mean(), rel=1e-4, abs=1e-5)
+    assert report["fraction_moved_to_target"] == pytest.approx(np.mean(shift > 0))
     assert np.isfinite(report["psnr_mouth_edit"]) and np.isfinite(report["psnr_outside_mouth_edit"])
     grid = np.asarray(Image.open(folder / "edit_Smiling.png"))
     assert grid.shape == (4 * RES + 3, 8 * RES + 7, 3)  # input, reconstruction, edit, truth

@@ -398,9 +398,10 @@ def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
     regression, editing.fit_direction) on the W+ codes of encoded training faces and their
     labels; each encoded test face then moves along it to the mean boundary distance of the
     other class's training codes. Reported: the attribute classifier's accuracy on the
-    reconstructions (true labels) and on the edits (toggled labels), and for Smiling the PSNR
-    against smile_flipped inside the mouth region (edit, and the reconstruction as the
-    baseline) and outside it. `model`: an inference.PSPModel. Writes
+    reconstructions (true labels) and on the edits (toggled labels), how far the edit moves
+    its score (logit) towards the target class (mean, and the fraction of faces it moves that
+    way), and for Smiling the PSNR against smile_flipped inside the mouth region (edit, and
+    the reconstruction as the baseline) and outside it. `model`: an inference.PSPModel. Writes
     folder/edit_<attribute>.png: rows input, reconstruction, edit, smile_flipped. The
     classifier `clf` is trained (or loaded from folder) with attribute_classifier's defaults
     unless given."""
@@ -432,14 +433,18 @@ def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
     smiling = attr == "Smiling"
     keys = ("image", "attributes") + (("segmentation", "smile_flipped") if smiling else ())
     hits = {"reconstruction": 0, "edit": 0}
+    shifts = []  # per face: the logit change, positive when towards the target class
     psnr, count, grid = metrics_lib.MaskedPSNR(), 0, None
     for batch in _examples(config, "test", keys, e.num_examples):
         x, label = batch["image"], batch["attributes"][attr].astype(bool)
         recon, test_codes = (np.asarray(v) for v in model.reconstruct(x))
         target = class_mean[(~label).astype(int)]
         edit = np.asarray(model.decode(move_to_distance(test_codes, boundary, target)))
-        hits["reconstruction"] += int(np.sum(clf.predict(recon)[:, 0] == label))
-        hits["edit"] += int(np.sum(clf.predict(edit)[:, 0] == ~label))
+        recon_score = np.asarray(clf.logits(recon))[:, 0]
+        edit_score = np.asarray(clf.logits(edit))[:, 0]
+        hits["reconstruction"] += int(np.sum((recon_score > 0) == label))
+        hits["edit"] += int(np.sum((edit_score > 0) == ~label))
+        shifts.append(np.where(label, -1.0, 1.0) * (edit_score - recon_score))
         count += len(x)
         rows = [x, recon, edit]
         if smiling:
@@ -454,6 +459,7 @@ def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
             images_lib.save_grid(
                 grid, Path(folder) / f"edit_{attr}.png", cols=len(rows[0][:8]), pad=1
             )
+    shifts = np.concatenate(shifts)
     return {
         "attribute": attr,
         "fit_examples": len(codes),
@@ -463,6 +469,8 @@ def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
         "class_mean_distance": class_mean.tolist(),
         "classifier_accuracy_reconstruction": hits["reconstruction"] / max(count, 1),
         "classifier_accuracy_edit": hits["edit"] / max(count, 1),
+        "score_shift_to_target": float(np.mean(shifts)),
+        "fraction_moved_to_target": float(np.mean(shifts > 0)),
         **psnr.result(),
     }
 
