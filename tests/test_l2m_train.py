@@ -286,5 +286,12 @@ def test_evaluation_on_tiny_synthetic_faces(setup, tmp_path):
     psnr.add("input", test["image"], test["smile_flipped"], region)
     assert result["psnr_mouth_input"] == pytest.approx(psnr.result()["input"], rel=1e-6)
     assert np.isfinite(result["psnr_mouth"]) and np.isfinite(result["psnr_outside_mouth"])
+    _, D = trainer.build_models(config)
+    (labelled,) = pipeline.split_batches(
+        config.data.name, "test", ("image", "attributes"), 64, data_dir=config.data.directory
+    )
+    domain = trainer.domains_of(labelled["attributes"], config.data.attributes)
+    guess = np.argmax(D.apply({"params": state["d"]}, labelled["image"]), axis=-1)
+    assert result["discriminator_domain_accuracy"] == pytest.approx(np.mean(guess == domain))
     assert json.loads((tmp_path / "eval.json").read_text())["images"] == data.num_test
     assert (tmp_path / "eval_strips.png").is_file() and (tmp_path / "classifier.json").is_file()

@@ -414,7 +414,7 @@ def evaluate(config, workdir, state=None, max_images=None, step=None) -> dict[st
     t0 = time.perf_counter()
     e = config.eval
     state = load_state(config, workdir, step) if state is None else jax.device_get(state)
-    model, _ = build_models(config)
+    model, D = build_models(config)
     variables = {"params": state["ema"]}
     clf = attribute_classifier.load_or_train(classifier_settings(config), workdir)
     names = list(config.data.attributes)
@@ -425,19 +425,23 @@ def evaluate(config, workdir, state=None, max_images=None, step=None) -> dict[st
     def run(x, y):
         y_trg = flip_first_attribute(y)
         edited = model.apply(variables, x, y, y_trg, 1.0)
-        return edited, clf.module.apply({"params": clf.params}, edited) > 0
+        # The discriminator's own domain guess for the real image: its edit pressure can
+        # only carry the attribute once it tells the domains apart.
+        d_domain = jnp.argmax(D.apply({"params": state["d"]}, x), axis=-1)
+        return edited, clf.module.apply({"params": clf.params}, edited) > 0, d_domain
 
     data, _ = make_data(config, "test", keys=keys, seed=None, repeat=False, flip=False)
     hits = np.zeros(len(names))
-    count = 0
+    count = d_hits = 0
     psnr = metrics.MaskedPSNR()
     limit = e.max_images if max_images is None else max_images
     strip_batch = None
     for batch in data:
         x, y = batch["image"], batch["domain"]
-        edited, predicted = (np.asarray(v) for v in run(x, y))
+        edited, predicted, d_domain = (np.asarray(v) for v in run(x, y))
         target = attribute_bits(np.asarray(flip_first_attribute(y)), len(names))
-        hits += np.sum(np.asarray(predicted)[:, : len(names)] == target, axis=0)
+        hits += np.sum(predicted[:, : len(names)] == target, axis=0)
+        d_hits += int(np.sum(d_domain == y))
         count += len(x)
         if strip_batch is None:
             strip_batch = {"image": x[:8], "domain": y[:8]}
@@ -454,6 +458,8 @@ def evaluate(config, workdir, state=None, max_images=None, step=None) -> dict[st
         "classifier_test_accuracy": clf.test_accuracy,
         # Toggled first attribute classified as its target; the others as kept.
         "edit_accuracy": dict(zip(names, (hits / max(count, 1)).tolist())),
+        # argmax over the discriminator's per-domain logits of the real test images.
+        "discriminator_domain_accuracy": d_hits / max(count, 1),
         # PSNR (dB, peak-to-peak 2) against smile_flipped; "input" is the unedited baseline.
         **psnr.result(),
     }
