@@ -361,3 +361,13 @@ def test_configs_name_their_errors(assets):
     )
     with pytest.raises(ValueError, match="learn_in_w=True predicts one W"):
         trainer.encoder_config(config, sg.Generator(**G_CONFIG), RES)
+
+
+def test_config_f_networks_hash_as_static_jit_arguments():
+    """ffhq_encode's abstract config-f generator goes to jit as a static argument (the
+    ReStyle benchmark's run_iterations), so the module must hash: channels as a tuple."""
+    networks = trainer.abstract_networks(psp_configs.get_config("ffhq_encode"))
+    G = networks["G"]
+    assert G.channels == sg.channels_from_base(1024, 32768, 512)
+    twin = sg.Generator(**{**trainer.CONFIG_F, "channels": G.channels}, fused_modconv=False)
+    assert hash(G) == hash(twin)  # a list of channels raises TypeError here

@@ -443,7 +443,8 @@ def abstract_networks(config, random_weights: bool = False) -> dict[str, Any]:
     weights (benchmarks): the configured generator's config.json, or config-f; LPIPS-Alex
     and ArcFace IR-SE50 for the losses whose λ is set."""
     g_config = _generator_config(config) if config.model.generator else CONFIG_F
-    G = sg.Generator(**g_config, fused_modconv=False)
+    # A tuple of channels: jit hashes the module when it is a static argument.
+    G = sg.Generator(**{**g_config, "channels": tuple(g_config["channels"])}, fused_modconv=False)
     key = jax.random.PRNGKey(0)
     make = (lambda f: jax.jit(f)()) if random_weights else jax.eval_shape
     frozen = {
