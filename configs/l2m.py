@@ -67,11 +67,12 @@ def get_config(variant: str = ""):
     c.train.lambda_sty = 1.0
     c.train.lambda_ds = 1.0
     c.train.ds_iter = 800  # λ_ds decays linearly to 0 over this many steps
-    c.train.lambda_cyc = 1.0
+    # Cycle and reconstruction at 10 (StarGAN v2: cycle 1): with both at 1 the small CPU
+    # model maps every input to one blurred face (docs/l2m.md#evaluation).
+    c.train.lambda_cyc = 10.0
     c.train.lambda_ort = 1.0
-    # Ours: G(x, s(x)) ≈ x, the α = 0 edit. Without it the small CPU model still maps every
-    # input to one blurred face after 400 steps; the paper setting leaves it out.
-    c.train.lambda_rec = 1.0
+    # Ours: G(x, s(x)) ≈ x, the α = 0 edit; the paper setting leaves it out.
+    c.train.lambda_rec = 10.0
     c.train.ema_beta = 0.99
 
     c.eval = config_dict.ConfigDict()
@@ -100,6 +101,7 @@ def get_config(variant: str = ""):
         c.model.dim_in = None
         c.train.lr = 1e-4
         c.train.lambda_rec = 0.0
+        c.train.lambda_cyc = 1.0
         c.train.f_lr = 1e-6
         c.train.ds_iter = 100_000
         c.train.ema_beta = 0.999
