@@ -408,9 +408,10 @@ def load_state(config, workdir, step=None):
 
 def evaluate(config, workdir, state=None, max_images=None, step=None) -> dict[str, Any]:
     """Attribute-manipulation accuracy (the project's classifier on test images edited to the
-    other value of the first attribute, α = 1), and on synthetic faces the PSNR of the edits
-    against the `smile_flipped` renders inside and outside the mouth region. Writes
-    workdir/eval.json and workdir/eval_strips.png."""
+    other value of the first attribute, α = 1), the discriminator's domain accuracy on the
+    real test images, and on synthetic faces the PSNR of the edits against the
+    `smile_flipped` renders inside and outside the mouth region. Writes workdir/eval.json and
+    workdir/eval_strips.png."""
     t0 = time.perf_counter()
     e = config.eval
     state = load_state(config, workdir, step) if state is None else jax.device_get(state)
