@@ -67,10 +67,7 @@ def one_device_step(setup):
     return compiled_step(task, state, batch, jax.devices()[:1])
 
 
-@pytest.mark.slow
-def test_one_step_on_eight_devices_equals_one_device(request, setup, one_device_step):
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("compiles the whole L2M step a second time (minutes on 2 CPU cores); -m slow")
+def test_one_step_on_eight_devices_equals_one_device(setup, one_device_step):
     _config, task, state, batch = setup
     assert jax.device_count() == 8, "conftest must fake 8 CPU devices"
     one, m1 = jax.device_get(one_device_step(state))
