@@ -365,7 +365,8 @@ def test_configs_name_their_errors(assets):
 
 def test_config_f_networks_hash_as_static_jit_arguments():
     """ffhq_encode's abstract config-f generator goes to jit as a static argument (the
-    ReStyle benchmark's run_iterations), so the module must hash: channels as a tuple."""
+    ReStyle benchmark's run_iterations), so the module must hash: built like a converted
+    file's generator (convert.stylegan2.build_generator), channels as a tuple."""
     networks = trainer.abstract_networks(psp_configs.get_config("ffhq_encode"))
     G = networks["G"]
     assert G.channels == sg.channels_from_base(1024, 32768, 512)

@@ -442,9 +442,10 @@ def abstract_networks(config, random_weights: bool = False) -> dict[str, Any]:
     """load_networks' shapes without any weight file (tools/aot_compile.py), or with random
     weights (benchmarks): the configured generator's config.json, or config-f; LPIPS-Alex
     and ArcFace IR-SE50 for the losses whose λ is set."""
+    from stylejax.convert.stylegan2 import build_generator
+
     g_config = _generator_config(config) if config.model.generator else CONFIG_F
-    # A tuple of channels: jit hashes the module when it is a static argument.
-    G = sg.Generator(**{**g_config, "channels": tuple(g_config["channels"])}, fused_modconv=False)
+    G = build_generator({**g_config, "fused_modconv": False})
     key = jax.random.PRNGKey(0)
     make = (lambda f: jax.jit(f)()) if random_weights else jax.eval_shape
     frozen = {
