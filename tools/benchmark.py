@@ -14,11 +14,31 @@ python tools/benchmark.py restyle [--only synthetic64|ffhq_encode] [--steps 1,2,
 python tools/benchmark.py sean [--resolution 256] [--batch 8] [--iters 10]
     SEAN (official widths at 256 px, configs/sean.py:celebamaskhq; the small default config
     below 256 px): generator inference latency and train-step images/s, random weights.
+python tools/benchmark.py sidebyside --ada DIR [--torch-python PY] [--configs synthetic64,wide64]
+    stylejax against NVIDIA's stylegan2-ada-pytorch (a local checkout DIR; torch in PY's
+    environment) at the same architecture and batch, runs alternating in one invocation:
+    G forward and the G+D training step (phases Gmain and Dmain, no regularisers, no style
+    mixing) in img/s, stylejax with its CPU convolution route and with XLA's own convolutions
+    (`stylejax.nn.conv.route`), and the ratio to PyTorch. `--device cuda --dtypes
+    float32,bfloat16 --configs f256` is the accelerator run (tools/device_benchmark.sh).
+python tools/benchmark.py methods [--methods stylegan2,psp,...] [--method-steps 48]
+    Each method's default training (stylegan2: the synthetic64 variant, with R1) run by the
+    main entry point for --method-steps steps under each convolution route (--routes xla,cpu);
+    prints the images/s of the last third of the steps (compile and warm-up excluded), as the training log reports it.
+python tools/benchmark.py convs
+    Forward, input-gradient and weight-gradient times of each convolution form the models
+    use, XLA's convolution against the CPU route (stylejax/nn/conv.py).
 python tools/benchmark.py data
     Input-pipeline images/s (see stylejax/data/benchmark.py).
 """
 
 import argparse
+import json
+import os
+import re
+import tempfile
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -273,11 +293,291 @@ def bench_sean(resolution, batch, iters):
         print(f"  {name}: {value:.2f}")
 
 
+def bench_convs(iters):
+    """Each convolution form of the models, XLA's convolution against the CPU route."""
+    from stylejax.nn import conv, ops
+
+    taps = ops.fir_filter()
+    forms = {  # name → (input shape, kernel shape, function of (x, kernel))
+        "3×3": lambda x, k: ops.conv2d_resample(x, k, taps),
+        "3×3 up (transposed)": lambda x, k: ops.conv2d_resample(x, k, taps, up=2),
+        "3×3 down (stride 2)": lambda x, k: ops.conv2d_resample(x, k, taps, down=2),
+        "1×1": lambda x, k: ops.conv2d_resample(x, k[:1, :1], taps),
+        "3×3 grouped (fused modconv)": lambda x, k: ops.conv2d(
+            x.reshape(1, *x.shape[1:3], -1),
+            jnp.tile(k, (1, 1, 1, x.shape[0])),
+            padding="SAME",
+            groups=x.shape[0],
+        ),
+    }
+    header = ("form", "shape N×H×W×C", "route", "forward ms", "input grad ms", "weight grad ms")
+    rows = []
+    for n, size, ch in ((8, 32, 32), (4, 32, 512)):
+        x = jax.random.normal(jax.random.PRNGKey(0), (n, size, size, ch))
+        k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, ch, ch)) * 0.05
+        for name, fn in forms.items():
+            for route_name in ("xla", "cpu"):
+                with conv.route(route_name):
+                    y = jax.eval_shape(fn, x, k)
+                    fwd = jax.jit(fn)
+                    dx = jax.jit(lambda x, k, dy: jax.vjp(lambda x: fn(x, k), x)[1](dy))
+                    dk = jax.jit(lambda x, k, dy: jax.vjp(lambda k: fn(x, k), k)[1](dy))
+                    dy = jnp.ones(y.shape, y.dtype)
+                    times = [
+                        _time(f, *a, iters=iters)[1]
+                        for f, a in ((fwd, (x, k)), (dx, (x, k, dy)), (dk, (x, k, dy)))
+                    ]
+                rows.append(
+                    (
+                        name,
+                        f"{n}×{size}×{size}×{ch}",
+                        route_name,
+                        *(f"{1e3 * t:.1f}" for t in times),
+                    )
+                )
+    _print_table("Convolution forms", header, rows)
+
+
+SIDE_BY_SIDE = {  # the same settings as tools/ada_torch_worker.py
+    "synthetic64": dict(res=64, channel_base=2048, channel_max=32, z_dim=64, mapping=2, batch=8),
+    "wide64": dict(res=64, channel_base=16384, channel_max=512, z_dim=512, mapping=8, batch=4),
+    "f256": dict(res=256, channel_base=32768, channel_max=512, z_dim=512, mapping=8, batch=32),
+}
+# Dense peaks of one H200 (NVIDIA's datasheet): bf16 tensor cores, and TF32 tensor cores,
+# which XLA uses for float32 matmuls and convolutions at the default precision.
+PEAK_TFLOPS = {"bfloat16": 989.0, "float32": 494.0}
+
+
+class TorchWorker:
+    """tools/ada_torch_worker.py in a subprocess: one command per line, one answer per line."""
+
+    def __init__(self, python, ada, config, batch, device):
+        worker = Path(__file__).with_name("ada_torch_worker.py")
+        cmd = [python, str(worker), "--ada", ada, "--config", config, "--batch", str(batch)]
+        self.proc = subprocess.Popen(
+            cmd + ["--device", device], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.info = json.loads(self._answer("READY"))
+
+    def _answer(self, tag):
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith(tag + " "):
+            self.proc.kill()
+            raise RuntimeError(f"ada_torch_worker.py: expected {tag}, got {line or 'EOF'!r}")
+        return line[len(tag) + 1 :]
+
+    def time(self, command, iters):
+        self.proc.stdin.write(f"{command} {iters}\n")
+        self.proc.stdin.flush()
+        return float(self._answer("RESULT"))
+
+    def close(self):
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.proc.wait(timeout=60)
+
+
+def _jax_side(name, batch, dtype, fused, route_name):
+    """stylejax's G forward and training step (no regularisers, no style mixing) for one
+    side-by-side setting, compiled under a convolution route. Returns ({measurement: timer
+    (iters) → seconds per call}, {measurement: FLOPs per call})."""
+    from configs import stylegan2 as configs
+    from stylejax.nn import conv
+    from stylejax.train import loop
+    from stylejax.train import stylegan2 as trainer
+
+    s = SIDE_BY_SIDE[name]
+    c = configs.get_config()
+    c.batch_size = batch
+    c.model.resolution, c.model.channel_base = s["res"], s["channel_base"]
+    c.model.channel_max, c.model.mapping_layers = s["channel_max"], s["mapping"]
+    c.model.z_dim = c.model.w_dim = s["z_dim"]
+    c.model.fused_modconv, c.model.dtype = fused, dtype
+    c.train.r1_gamma = c.train.pl_weight = c.train.style_mixing_prob = 0.0
+    c.train.ema_rampup = None
+    mesh = loop.make_mesh(jax.devices()[:1])
+    with conv.route(route_name):
+        task = trainer.make_task(c)
+        G, _ = trainer.build_models(c)
+        state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+        real = jnp.zeros((batch, s["res"], s["res"], 3))
+        sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
+        step = loop.compile_step(task, mesh, sharding).lower(state, {"image": real}).compile()
+        z = jax.random.normal(jax.random.PRNGKey(1), (batch, s["z_dim"]))
+        forward = jax.jit(lambda v, z: G.apply(v, z, noise_mode="const")).lower(state["g"], z)
+        forward = forward.compile()
+    flops = {
+        "train": (step.cost_analysis() or {}).get("flops", float("nan")),
+        "gforward": (forward.cost_analysis() or {}).get("flops", float("nan")),
+    }
+
+    def train(iters):
+        nonlocal state
+        jax.block_until_ready(state)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            state, metrics = step(state, {"image": real})
+        jax.block_until_ready(metrics)
+        return (time.perf_counter() - t0) / iters
+
+    def gforward(iters):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            out = forward(state["g"], z)
+        jax.block_until_ready(out)
+        return (time.perf_counter() - t0) / iters
+
+    train(1), gforward(1)  # warm-up
+    return {"train": train, "gforward": gforward}, flops
+
+
+def bench_sidebyside(args):
+    from stylejax.train import loop
+
+    loop.setup_jax()
+    if not (Path(args.ada) / "training" / "networks.py").is_file():
+        raise SystemExit(f"--ada {args.ada}: not a stylegan2-ada-pytorch checkout")
+    device = jax.devices()[0]
+    print(
+        f"side by side: stylejax (jax {jax.__version__}, {device.platform} {device.device_kind}) "
+        f"vs stylegan2-ada-pytorch ({args.ada}); {args.rounds} alternating rounds of "
+        f"{args.iters} timed calls each, median img/s (min–max)"
+    )
+    for name in args.configs.split(","):
+        s = SIDE_BY_SIDE[name]
+        batch = args.sidebyside_batch or s["batch"]
+        torch = TorchWorker(args.torch_python, args.ada, name, batch, args.device)
+        print(
+            f"\n{name}: {s['res']} px, channel_base {s['channel_base']}, channel_max "
+            f"{s['channel_max']}, z/w {s['z_dim']}, {s['mapping']} mapping layers, batch {batch}; "
+            f"torch {torch.info.get('torch')} ({torch.info.get('threads')} threads), "
+            f"G {torch.info.get('g_params'):,} / D {torch.info.get('d_params'):,} parameters"
+        )
+        sides = {}  # column → {measurement: timer}
+        flops = {}
+        for dtype in args.dtypes.split(","):
+            for fused in (False, True):
+                routes = ("cpu", "xla") if args.xla_route and device.platform == "cpu" else (None,)
+                for route_name in routes:
+                    label = f"stylejax {dtype} {'fused' if fused else 'non-fused'}"
+                    label += f", {route_name} route" if route_name else ""
+                    chosen = route_name or ("cpu" if device.platform == "cpu" else "xla")
+                    sides[label], flops[label] = _jax_side(name, batch, dtype, fused, chosen)
+        torch_cols = {
+            "PyTorch (official)": {
+                "train": lambda n: torch.time("train", n),
+                "gforward": lambda n: torch.time("gforward", n),
+            },
+            "PyTorch non-fused G": {"gforward": lambda n: torch.time("gforward_nonfused", n)},
+        }
+        columns = {**torch_cols, **sides}
+        samples = {(col, m): [] for col, timers in columns.items() for m in timers}
+        for _ in range(args.rounds):
+            for col, timers in columns.items():
+                for m, timer in timers.items():
+                    iters = args.iters if m == "train" else 2 * args.iters
+                    samples[col, m].append(batch / timer(iters))
+        torch.close()
+        _print_sidebyside(samples, flops, batch, device.platform)
+
+
+def _print_sidebyside(samples, flops, batch, platform):
+    header = ("measurement", "implementation", "img/s", "min–max", "× PyTorch")
+    if platform != "cpu":
+        header += ("TFLOP/s", "% of peak")
+    rows = []
+    for m, title in (("gforward", "G forward"), ("train", "G+D training step")):
+        base = statistics.median(samples["PyTorch (official)", m])
+        for (col, meas), values in samples.items():
+            if meas != m:
+                continue
+            med = statistics.median(values)
+            cells = (title, col, f"{med:.3g}", f"{min(values):.3g}–{max(values):.3g}")
+            cells += (f"{med / base:.2f}",)
+            if platform != "cpu":
+                f = flops.get(col, {}).get(m)
+                dtype = "bfloat16" if "bfloat16" in col else "float32"
+                tflops = f * med / batch / 1e12 if f else float("nan")
+                cells += (f"{tflops:.1f}", f"{100 * tflops / PEAK_TFLOPS[dtype]:.1f}")
+            rows.append(cells)
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for cells in rows:
+        print("| " + " | ".join(cells) + " |")
+
+
+METHOD_CONFIGS = {
+    "stylegan2": "configs/stylegan2.py:synthetic64",
+    "psp": "configs/psp.py",
+    "restyle": "configs/restyle.py",
+    "e4e": "configs/e4e.py",
+    "sean": "configs/sean.py",
+    "l2m": "configs/l2m.py",
+}
+
+
+def _method_rate(config, route_name, steps):
+    """img/s of the last logging interval (a third of the steps) of a main-job run; the run
+    is stopped there, before its evaluation."""
+    window = steps // 3
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as workdir:
+        cmd = [sys.executable, "-m", "stylejax.main", f"--config={config}", f"--workdir={workdir}"]
+        cmd += [f"--config.num_steps={steps}", f"--config.log_every={window}"]
+        cmd += [f"--config.checkpoint_every={10 * steps}"]
+        env = dict(os.environ, STYLEJAX_CONV_ROUTE=route_name)
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        pattern = re.compile(rf"step {steps}/{steps}: .*, ([0-9.]+) img/s")
+        tail = []
+        for line in proc.stderr:
+            tail = (tail + [line])[-20:]
+            found = pattern.search(line)
+            if found:
+                proc.kill()
+                proc.wait()
+                return float(found.group(1))
+        proc.wait()
+        raise RuntimeError(
+            f"{config} ({route_name} route) ended without step {steps}:\n" + "".join(tail)
+        )
+
+
+def bench_methods(methods, routes, steps):
+    rows = []
+    for method in methods:
+        rates = {r: _method_rate(METHOD_CONFIGS[method], r, steps) for r in routes}
+        cells = [method, METHOD_CONFIGS[method]] + [f"{rates[r]:.2f}" for r in routes]
+        if len(routes) == 2:
+            cells.append(f"{rates[routes[1]] / rates[routes[0]]:.2f}")
+        rows.append(cells)
+        print(" | ".join(cells), flush=True)
+    header = ("method", "config", *(f"{r} route img/s" for r in routes))
+    header += ("speed-up",) if len(routes) == 2 else ()
+    _print_table(
+        f"Training img/s by convolution route, steps {2 * steps // 3}–{steps}", header, rows
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("suite", choices=["models", "stylegan2", "psp", "restyle", "sean", "data"])
+    parser.add_argument(
+        "suite",
+        choices=[
+            "models",
+            "stylegan2",
+            "psp",
+            "restyle",
+            "sean",
+            "methods",
+            "sidebyside",
+            "convs",
+            "data",
+        ],
+    )
     parser.add_argument(
         "--only",
         choices=["tiny64", "f256", "synthetic64", "ffhq_encode"],
@@ -289,6 +589,26 @@ def main():
     parser.add_argument(
         "--steps", default="1,2,3,5,10", help="restyle: refinement step counts to time"
     )
+    parser.add_argument("--ada", help="sidebyside: a stylegan2-ada-pytorch checkout")
+    parser.add_argument(
+        "--torch-python", default=sys.executable, help="sidebyside: a Python with torch"
+    )
+    parser.add_argument("--configs", default="synthetic64,wide64", help="sidebyside settings")
+    parser.add_argument("--dtypes", default="float32", help="sidebyside: stylejax dtypes")
+    parser.add_argument("--device", default="cpu", help="sidebyside: torch device")
+    parser.add_argument("--rounds", type=int, default=3, help="sidebyside: alternations")
+    parser.add_argument(
+        "--sidebyside-batch", type=int, help="sidebyside: batch (default: the setting's)"
+    )
+    parser.add_argument(
+        "--no-xla-route",
+        dest="xla_route",
+        action="store_false",
+        help="sidebyside: skip the XLA-convolution columns on the CPU",
+    )
+    parser.add_argument("--methods", default=",".join(METHOD_CONFIGS), help="methods suite")
+    parser.add_argument("--routes", default="xla,cpu", help="methods suite: routes to compare")
+    parser.add_argument("--method-steps", type=int, default=48, help="methods: steps per run")
     args = parser.parse_args()
     if args.suite == "models":
         bench_models(args.resolution, args.batch, args.iters)
@@ -301,6 +621,14 @@ def main():
         bench_restyle(args.batch, args.iters, args.only, steps)
     elif args.suite == "sean":
         bench_sean(args.resolution, args.batch, args.iters)
+    elif args.suite == "sidebyside":
+        if not args.ada:
+            parser.error("sidebyside needs --ada DIR (a stylegan2-ada-pytorch checkout)")
+        bench_sidebyside(args)
+    elif args.suite == "methods":
+        bench_methods(args.methods.split(","), args.routes.split(","), args.method_steps)
+    elif args.suite == "convs":
+        bench_convs(args.iters)
     else:
         from stylejax.data import benchmark
 

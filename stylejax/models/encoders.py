@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from stylejax.models import stylegan2 as sg
 from stylejax.models.irse import batch_norm, ir_body, pyramid_taps
 from stylejax.nn import ops
+from stylejax.nn.conv import Conv
 from stylejax.nn.layers import EqualDense
 
 ENCODER_TYPES = (
@@ -35,7 +36,7 @@ class GradualStyleBlock(nn.Module):
     @nn.compact
     def __call__(self, x):
         for k in range(int(math.log2(self.spatial))):
-            x = nn.Conv(
+            x = Conv(
                 self.features,
                 (3, 3),
                 strides=2,
@@ -75,8 +76,8 @@ class GradualStyleEncoder(nn.Module):
         _, feats = ir_body(x, self.num_layers, self.mode, self.base_width, train, taps)
         c1, c2, c3 = (feats[i] for i in taps)
         width = c3.shape[-1]
-        p2 = upsample_add(c3, nn.Conv(width, (1, 1), name="latlayer1")(c2))
-        p1 = upsample_add(p2, nn.Conv(width, (1, 1), name="latlayer2")(c1))
+        p2 = upsample_add(c3, Conv(width, (1, 1), name="latlayer1")(c2))
+        p1 = upsample_add(p2, Conv(width, (1, 1), name="latlayer2")(c1))
         styles = []
         for i in range(self.n_styles):
             level = 0 if i < self.coarse_ind else 1 if i < self.middle_ind else 2

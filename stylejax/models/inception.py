@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylejax.nn.conv import Conv
+
 BN_EPS = 1e-3  # torchvision's BasicConv2d
 INPUT_SIZE = 299
 FEATURES = 2048
@@ -66,7 +68,7 @@ class BasicConv2d(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = nn.Conv(
+        x = Conv(
             self.features,
             self.kernel,
             strides=self.stride,

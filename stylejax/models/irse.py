@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylejax.nn import ops
+from stylejax.nn.conv import Conv
 
 # Units per stage for the 50/100/152-layer variants (pSp, ArcFace) and the shallower 18/34
 # of InsightFace's iresnet (small encoders for CPU runs); stage widths are
@@ -59,7 +60,7 @@ def batch_norm(train: bool, name: str):
 def conv(features: int, kernel: int, stride: int = 1, use_bias: bool = False, name=None):
     # Explicit symmetric padding: 'SAME' would pad (0, 1) at stride 2 and shift the features.
     pad = kernel // 2
-    return nn.Conv(
+    return Conv(
         features,
         (kernel, kernel),
         strides=stride,

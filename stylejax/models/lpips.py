@@ -14,6 +14,8 @@ projector and PPL use `net="vgg"`.
 import flax.linen as nn
 import jax.numpy as jnp
 
+from stylejax.nn.conv import Conv
+
 # The v0.1 scaling layer: (x − shift) / scale per RGB channel, for inputs in [-1, 1].
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
@@ -78,7 +80,7 @@ class Features(nn.Module):
             if layer[0] == "conv":
                 _, channels, kernel, stride, pad = layer
                 # Explicit symmetric pads as torch uses them ('SAME' would differ at stride 4).
-                x = nn.Conv(
+                x = Conv(
                     channels,
                     (kernel, kernel),
                     strides=stride,
@@ -122,7 +124,7 @@ class LPIPS(nn.Module):
         layers = []
         for k, f in enumerate(feats):
             diff = (unit_normalize(f[:n]) - unit_normalize(f[n:])) ** 2
-            lin = nn.Conv(1, (1, 1), use_bias=False, name=f"lin{k}")(diff)
+            lin = Conv(1, (1, 1), use_bias=False, name=f"lin{k}")(diff)
             layers.append(jnp.mean(lin, axis=(1, 2, 3)))
         layers = jnp.stack(layers, axis=1)
         distance = jnp.sum(layers, axis=1)

@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from stylejax.nn.conv import Conv, conv_general_dilated
+
 NUM_STYLE_LAYERS = 19  # official ACE modules always hold fc_mu0 … fc_mu18
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
@@ -64,7 +66,7 @@ def upsample_nearest2x(x):
 def conv(features: int, kernel: int, pad: int | None = None, stride: int = 1, name=None):
     """A torch-style conv: explicit symmetric zero padding (kernel // 2 unless given)."""
     pad = kernel // 2 if pad is None else pad
-    return nn.Conv(
+    return Conv(
         features,
         (kernel, kernel),
         strides=stride,
@@ -148,7 +150,7 @@ class SpectralConv(nn.Module):
                 u.value, v.value = u_vec, v_vec
         sigma = jnp.dot(u_vec, w_mat @ v_vec)
         pad = k // 2 if self.pad is None else self.pad
-        y = lax.conv_general_dilated(
+        y = conv_general_dilated(
             x,
             (kernel / sigma).astype(x.dtype),
             (self.stride, self.stride),
@@ -207,7 +209,7 @@ class ConvTranspose2x(nn.Module):
     @nn.compact
     def __call__(self, x):
         kernel = self.param("kernel", xavier(), (3, 3, x.shape[-1], self.features))
-        y = lax.conv_general_dilated(
+        y = conv_general_dilated(
             x,
             kernel.astype(x.dtype),
             (1, 1),

@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from stylejax.nn.conv import Conv, conv_general_dilated
+
 INSTANCE_NORM_EPS = 1e-5  # torch's InstanceNorm2d default
 HPF_SIZES = (32, 64, 128)  # absolute feature sizes that get the high-pass injection
 
@@ -84,7 +86,7 @@ def high_pass(x, w_hpf: float):
     kernel = -np.ones((3, 3), np.float32)
     kernel[1, 1] = 8.0
     kernel = jnp.asarray(np.broadcast_to((kernel / w_hpf)[:, :, None, None], (3, 3, 1, c)))
-    return lax.conv_general_dilated(
+    return conv_general_dilated(
         x,
         kernel.astype(x.dtype),
         window_strides=(1, 1),
@@ -96,7 +98,7 @@ def high_pass(x, w_hpf: float):
 
 def conv(features: int, kernel: int, use_bias: bool = True, name=None, padding=None):
     pad = kernel // 2 if padding is None else padding
-    return nn.Conv(
+    return Conv(
         features, (kernel, kernel), padding=((pad, pad), (pad, pad)), use_bias=use_bias, name=name
     )
 

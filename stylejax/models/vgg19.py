@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stylejax.nn.conv import Conv
+
 # torchvision's vgg19 `features`: (index of each 3×3 conv, its width) — a ReLU follows each
 # conv at index + 1 and 2×2 max pools sit at 4, 9, 18, 27 and 36.
 CONVS = (
@@ -37,7 +39,7 @@ class VGG19Features(nn.Module):
         taps = []
         for index in range(TAPS[-1] + 1):
             if index in widths:
-                x = nn.Conv(
+                x = Conv(
                     widths[index] // self.width_divisor,
                     (3, 3),
                     padding=((1, 1), (1, 1)),

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from stylejax.nn import conv
+
 SQRT2 = math.sqrt(2.0)
 
 
@@ -139,7 +141,7 @@ def bias_act(
 def conv2d(
     x, kernel, stride: int = 1, padding=((0, 0), (0, 0)), lhs_dilation=(1, 1), groups: int = 1
 ):
-    return lax.conv_general_dilated(
+    return conv.conv_general_dilated(
         x,
         kernel.astype(x.dtype),
         window_strides=(stride, stride),

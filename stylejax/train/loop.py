@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
-from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -312,6 +311,8 @@ def run(task: Task, config, workdir, data: Iterator, tf_iterator=None, mesh=None
             state = task.prepare_state(state)
         start = 0
     frozen = () if task.frozen is None else (jax.device_put(task.frozen, repl),)
+
+    from clu import metric_writers, periodic_actions  # imports tensorflow: only when training
 
     writer = metric_writers.create_default_writer(
         workdir, just_logging=jax.process_index() > 0, asynchronous=True
