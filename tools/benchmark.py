@@ -24,7 +24,8 @@ python tools/benchmark.py sidebyside --ada DIR [--torch-python PY] [--configs sy
 python tools/benchmark.py methods [--methods stylegan2,psp,...] [--method-steps 48]
     Each method's default training (stylegan2: the synthetic64 variant, with R1) run by the
     main entry point for --method-steps steps under each convolution route (--routes xla,cpu);
-    prints the images/s of the last third of the steps (compile and warm-up excluded), as the training log reports it.
+    prints the images/s of the last third of the steps (compile and warm-up excluded), as the
+    training log reports it.
 python tools/benchmark.py convs
     Forward, input-gradient and weight-gradient times of each convolution form the models
     use, XLA's convolution against the CPU route (stylejax/nn/conv.py).
