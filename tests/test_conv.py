@@ -56,7 +56,7 @@ def _inputs(kernel_size, groups):
     return x, k
 
 
-@pytest.mark.parametrize("kernel_size", [1, 3, 4])
+@pytest.mark.parametrize("kernel_size", [1, 3])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_rewrite_matches_xla_in_value_and_every_derivative(case, kernel_size):
     kw = CASES[case]
