@@ -52,13 +52,15 @@ def route(name: str):
 
 def cpu_route() -> bool:
     """Whether convolutions take the CPU rewrites: inside `route`, else as
-    $STYLEJAX_CONV_ROUTE says ("cpu" or "xla"), else on the CPU backend only."""
+    $STYLEJAX_CONV_ROUTE says ("cpu" or "xla"), else XLA's (for now; see below)."""
     forced = _forced_route or os.environ.get(ROUTE_ENV) or None
     if forced is not None:
         if forced not in ROUTES:
             raise ValueError(f"{ROUTE_ENV}={forced!r}: expected one of {ROUTES}")
         return forced == "cpu"
-    return jax.default_backend() == "cpu"
+    # Opt-in for now: the full suite showed one failure with the route on by default that is
+    # not yet diagnosed (see the issue notes); turn on with STYLEJAX_CONV_ROUTE=cpu.
+    return False
 
 
 def conv_general_dilated(
