@@ -1,7 +1,11 @@
 """Persistent PyTorch benchmark worker running NVIDIA's official stylegan2-ada-pytorch code.
 
-    PYTHON tools/ada_torch_worker.py --ada DIR --config synthetic64|wide64|f256 [--batch N]
-        [--threads 2] [--device cpu]
+    PYTHON tools/ada_torch_worker.py --ada DIR --setting JSON [--threads 2] [--device cpu]
+
+JSON is one of tools/benchmark.py's STYLEGAN2_SETTINGS: {"res", "channel_base",
+"channel_max", "z_dim", "mapping", "batch"} (channels per resolution are
+min(channel_base // res, channel_max), in both code bases). The driver,
+`tools/benchmark.py sidebyside`, passes it.
 
 DIR is a local checkout of https://github.com/NVlabs/stylegan2-ada-pytorch; it is put on
 sys.path at run time and nothing from it is copied here. The worker builds G and D, Adam
@@ -28,13 +32,6 @@ import sys
 import time
 import types
 from pathlib import Path
-
-CONFIGS = {  # channels per resolution = min(channel_base // res, channel_max), as in stylejax
-    "synthetic64": dict(res=64, channel_base=2048, channel_max=32, z_dim=64, map_layers=2, batch=8),
-    "wide64": dict(res=64, channel_base=16384, channel_max=512, z_dim=512, map_layers=8, batch=4),
-    "f256": dict(res=256, channel_base=32768, channel_max=512, z_dim=512, map_layers=8, batch=32),
-}
-
 
 def _stub_missing(name, **attrs):
     """Put a placeholder module in sys.modules if `name` cannot be imported."""
@@ -67,7 +64,7 @@ def build(ada, cfg, batch, device):
         z_dim=cfg["z_dim"],
         w_dim=cfg["z_dim"],
         **common,
-        mapping_kwargs=dict(num_layers=cfg["map_layers"]),
+        mapping_kwargs=dict(num_layers=cfg["mapping"]),
         synthesis_kwargs=arch,
     )
     D = Discriminator(
@@ -131,8 +128,7 @@ def build(ada, cfg, batch, device):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ada", required=True, help="stylegan2-ada-pytorch checkout")
-    ap.add_argument("--config", required=True, choices=sorted(CONFIGS))
-    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--setting", required=True, type=json.loads, help="architecture and batch")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="torch device (only cpu has been tested)")
     args = ap.parse_args()
@@ -157,8 +153,8 @@ def main():
         torch.manual_seed(0)
         device = torch.device(args.device)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        cfg = CONFIGS[args.config]
-        batch = args.batch or cfg["batch"]
+        cfg = args.setting
+        batch = cfg["batch"]
         (g_params, d_params), fns = build(ada, cfg, batch, device)
         for fn in fns.values():  # warm-up
             fn()
@@ -169,7 +165,7 @@ def main():
                 {
                     "torch": torch.__version__,
                     "threads": torch.get_num_threads(),
-                    "config": args.config,
+                    "setting": cfg,
                     "batch": batch,
                     "g_params": g_params,
                     "d_params": d_params,

@@ -34,6 +34,7 @@ python tools/benchmark.py data
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -89,32 +90,45 @@ def bench_models(resolution, batch, iters):
         print(f"| {name:36s} | {compile_s:9.1f} | {step_s * 1e3:9.1f} | {batch / step_s:8.1f} |")
 
 
-def bench_train(batch, iters, only=None):
+# StyleGAN2 benchmark settings; synthetic64, wide64 and f256 are also the side-by-side ones
+# (handed to tools/ada_torch_worker.py as JSON).
+STYLEGAN2_SETTINGS = {
+    "tiny64": dict(res=64, channel_base=4096, channel_max=64, z_dim=64, mapping=2, batch=8),
+    "synthetic64": dict(res=64, channel_base=2048, channel_max=32, z_dim=64, mapping=2, batch=8),
+    "wide64": dict(res=64, channel_base=16384, channel_max=512, z_dim=512, mapping=8, batch=4),
+    "f256": dict(res=256, channel_base=32768, channel_max=512, z_dim=512, mapping=8, batch=32),
+}
 
+
+def _stylegan2_config(name, batch):
+    """The default StyleGAN2 config with one benchmark setting's architecture and batch."""
     from configs import stylegan2 as configs
+
+    s = STYLEGAN2_SETTINGS[name]
+    c = configs.get_config()
+    c.batch_size = batch
+    c.model.resolution, c.model.channel_base = s["res"], s["channel_base"]
+    c.model.channel_max, c.model.mapping_layers = s["channel_max"], s["mapping"]
+    c.model.z_dim = c.model.w_dim = s["z_dim"]
+    return c
+
+
+def bench_train(batch, iters, only=None):
     from stylejax.train import loop
     from stylejax.train import stylegan2 as trainer
 
     loop.setup_jax()
-    settings = {
-        "tiny64": dict(resolution=64, channel_base=4096, channel_max=64, z=64, mapping=2),
-        "f256": dict(resolution=256, channel_base=32768, channel_max=512, z=512, mapping=8),
-    }
     rows = []
-    for name, s in settings.items():
+    for name in ("tiny64", "f256"):
         if only and name != only:
             continue
-        c = configs.get_config()
-        c.batch_size = batch
-        c.model.resolution, c.model.channel_base = s["resolution"], s["channel_base"]
-        c.model.channel_max, c.model.mapping_layers = s["channel_max"], s["mapping"]
-        c.model.z_dim = c.model.w_dim = s["z"]
+        c = _stylegan2_config(name, batch)
+        res = c.model.resolution
         task = trainer.make_task(c)
         mesh = loop.make_mesh()
         state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
         sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
         state = jax.device_put(state, sharding)
-        res = s["resolution"]
         batch_arr = jax.device_put(
             {"image": jnp.zeros((batch, res, res, 3))}, loop.batch_sharded(mesh)
         )
@@ -299,7 +313,7 @@ def bench_convs(iters):
     from stylejax.nn import conv, ops
 
     taps = ops.fir_filter()
-    forms = {  # name → (input shape, kernel shape, function of (x, kernel))
+    forms = {  # name → function of (x, 3×3 kernel)
         "3×3": lambda x, k: ops.conv2d_resample(x, k, taps),
         "3×3 up (transposed)": lambda x, k: ops.conv2d_resample(x, k, taps, up=2),
         "3×3 down (stride 2)": lambda x, k: ops.conv2d_resample(x, k, taps, down=2),
@@ -339,11 +353,6 @@ def bench_convs(iters):
     _print_table("Convolution forms", header, rows)
 
 
-SIDE_BY_SIDE = {  # the same settings as tools/ada_torch_worker.py
-    "synthetic64": dict(res=64, channel_base=2048, channel_max=32, z_dim=64, mapping=2, batch=8),
-    "wide64": dict(res=64, channel_base=16384, channel_max=512, z_dim=512, mapping=8, batch=4),
-    "f256": dict(res=256, channel_base=32768, channel_max=512, z_dim=512, mapping=8, batch=32),
-}
 # Dense peaks of one H200 (NVIDIA's datasheet): bf16 tensor cores, and TF32 tensor cores,
 # which XLA uses for float32 matmuls and convolutions at the default precision.
 PEAK_TFLOPS = {"bfloat16": 989.0, "float32": 494.0}
@@ -352,9 +361,9 @@ PEAK_TFLOPS = {"bfloat16": 989.0, "float32": 494.0}
 class TorchWorker:
     """tools/ada_torch_worker.py in a subprocess: one command per line, one answer per line."""
 
-    def __init__(self, python, ada, config, batch, device):
+    def __init__(self, python, ada, setting, device):
         worker = Path(__file__).with_name("ada_torch_worker.py")
-        cmd = [python, str(worker), "--ada", ada, "--config", config, "--batch", str(batch)]
+        cmd = [python, str(worker), "--ada", ada, "--setting", json.dumps(setting)]
         self.proc = subprocess.Popen(
             cmd + ["--device", device], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -380,31 +389,27 @@ class TorchWorker:
 
 def _jax_side(name, batch, dtype, fused, route_name):
     """stylejax's G forward and training step (no regularisers, no style mixing) for one
-    side-by-side setting, compiled under a convolution route. Returns ({measurement: timer
+    side-by-side setting, compiled under a convolution route (None: the backend's default).
+    Returns ({measurement: timer
     (iters) → seconds per call}, {measurement: FLOPs per call})."""
-    from configs import stylegan2 as configs
     from stylejax.nn import conv
     from stylejax.train import loop
     from stylejax.train import stylegan2 as trainer
 
-    s = SIDE_BY_SIDE[name]
-    c = configs.get_config()
-    c.batch_size = batch
-    c.model.resolution, c.model.channel_base = s["res"], s["channel_base"]
-    c.model.channel_max, c.model.mapping_layers = s["channel_max"], s["mapping"]
-    c.model.z_dim = c.model.w_dim = s["z_dim"]
+    c = _stylegan2_config(name, batch)
+    res, z_dim = c.model.resolution, c.model.z_dim
     c.model.fused_modconv, c.model.dtype = fused, dtype
     c.train.r1_gamma = c.train.pl_weight = c.train.style_mixing_prob = 0.0
     c.train.ema_rampup = None
     mesh = loop.make_mesh(jax.devices()[:1])
-    with conv.route(route_name):
+    with conv.route(route_name) if route_name else contextlib.nullcontext():
         task = trainer.make_task(c)
         G, _ = trainer.build_models(c)
         state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
-        real = jnp.zeros((batch, s["res"], s["res"], 3))
+        real = jnp.zeros((batch, res, res, 3))
         sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
         step = loop.compile_step(task, mesh, sharding).lower(state, {"image": real}).compile()
-        z = jax.random.normal(jax.random.PRNGKey(1), (batch, s["z_dim"]))
+        z = jax.random.normal(jax.random.PRNGKey(1), (batch, z_dim))
         forward = jax.jit(lambda v, z: G.apply(v, z, noise_mode="const")).lower(state["g"], z)
         forward = forward.compile()
     flops = {
@@ -445,9 +450,9 @@ def bench_sidebyside(args):
         f"{args.iters} timed calls each, median img/s (min–max)"
     )
     for name in args.configs.split(","):
-        s = SIDE_BY_SIDE[name]
+        s = STYLEGAN2_SETTINGS[name]
         batch = args.sidebyside_batch or s["batch"]
-        torch = TorchWorker(args.torch_python, args.ada, name, batch, args.device)
+        torch = TorchWorker(args.torch_python, args.ada, dict(s, batch=batch), args.device)
         print(
             f"\n{name}: {s['res']} px, channel_base {s['channel_base']}, channel_max "
             f"{s['channel_max']}, z/w {s['z_dim']}, {s['mapping']} mapping layers, batch {batch}; "
@@ -462,8 +467,7 @@ def bench_sidebyside(args):
                 for route_name in routes:
                     label = f"stylejax {dtype} {'fused' if fused else 'non-fused'}"
                     label += f", {route_name} route" if route_name else ""
-                    chosen = route_name or ("cpu" if device.platform == "cpu" else "xla")
-                    sides[label], flops[label] = _jax_side(name, batch, dtype, fused, chosen)
+                    sides[label], flops[label] = _jax_side(name, batch, dtype, fused, route_name)
         torch_cols = {
             "PyTorch (official)": {
                 "train": lambda n: torch.time("train", n),
