@@ -315,3 +315,17 @@ def test_bfloat16_compute_trains_with_float32_parameters():
     G, _ = trainer.build_models(config)
     img = G.apply(state["g_ema"], jnp.ones((2, 16)), noise_mode="const")
     assert img.dtype == jnp.float32 and img.shape == (2, RES, RES, 3)
+
+
+def test_model_and_train_step_path_imports_no_tensorflow():
+    """The GPU machine the benchmarks run on has no tensorflow (nor clu): the models, the
+    convolution routes, the engine and the StyleGAN2 step must import without it."""
+    code = (
+        "import sys; import stylejax.train.stylegan2, stylejax.nn.conv; "
+        "print(sorted(m for m in ('tensorflow', 'clu') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
