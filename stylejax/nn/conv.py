@@ -6,9 +6,8 @@ gradient and its weight gradient at 50–190 GFLOP/s, but some forms fall off a 
 
 - the weight gradient of an input-dilated (transposed, up-sampling) convolution runs at
   1 GFLOP/s: 30 s for one 512-channel 3×3 layer at 64 px and batch 4;
-- grouped convolutions (the fused modulated conv folds the batch into groups): 1.6–4.5×
-  slower forward and 5–16× slower backward than the same sums as batched matrix products
-  ([8, 64, 64, 32] and [4, 32, 32, 512]);
+- grouped convolutions (the fused modulated conv folds the batch into groups): weight
+  gradients 3–20× slower than the same sums as batched matrix products (forward on a par);
 - strided convolutions: their input gradient is an input-dilated convolution, so a
   gradient of that gradient (R1) hits the first cliff.
 
