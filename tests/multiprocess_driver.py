@@ -13,16 +13,14 @@ same global batches.
 import argparse
 import dataclasses
 import importlib.util
-import sys
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import jax
 import numpy as np
 
 from stylejax.main import maybe_initialize_distributed
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(steps: int):

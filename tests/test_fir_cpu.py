@@ -9,8 +9,13 @@ from stylejax.nn import ops
 
 
 def _args(kw):
-    return (kw.get("up", 1), kw.get("down", 1), kw["pad"], kw.get("gain", 1.0),
-            kw.get("flip_filter", False))
+    return (
+        kw.get("up", 1),
+        kw.get("down", 1),
+        kw["pad"],
+        kw.get("gain", 1.0),
+        kw.get("flip_filter", False),
+    )
 
 
 @pytest.mark.parametrize(

@@ -171,7 +171,9 @@ def test_data_parallel_pads_and_matches_one_device():
     got8, got1 = eight(w, x, y), one(w, x, y)
     assert got8["a"].shape == (13, 3) and got8["b"].shape == (13,)
     # Equal up to float32 rounding: XLA vectorises a 2-row and a 16-row matmul differently.
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), got8, got1)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), got8, got1
+    )
     np.testing.assert_allclose(got8["a"], np.tanh(x @ w) + y[:, None], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="multiple of the 8 devices"):
         metrics.DataParallel(fn, batch_size=12)

@@ -1,6 +1,5 @@
 """The StyleGAN2 ops against direct float64 numpy references."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import torch_writers as tw
+
 from stylejax.convert.readers import (
     CheckpointError,
     PersistentModule,
@@ -101,7 +101,11 @@ def test_bfloat16_widened_to_float32(tmp_path, kind):
 
 
 def test_big_endian_archive_is_byteswapped(tmp_path):
-    want = {"f32": np.linspace(-1, 1, 7, dtype=np.float32), "i64": np.arange(5), "flags": np.array([True, False])}
+    want = {
+        "f32": np.linspace(-1, 1, 7, dtype=np.float32),
+        "i64": np.arange(5),
+        "flags": np.array([True, False]),
+    }
     path = tmp_path / "be.pt"
     tw.save_torch_zip(path, want, byteorder="big")
     _assert_same_arrays(load_checkpoint(path), want)
@@ -152,8 +156,18 @@ def _ada_weights():
         "mapping.fc0.weight": f(8, 8),
         "mapping.fc0.bias": f(8),
     }
-    D = {"b4.conv.weight": f(8, 9, 3, 3), "b4.conv.bias": f(8), "b4.out.weight": f(1, 8), "b4.out.bias": f(1)}
-    G_kwargs = {"z_dim": 8, "w_dim": 8, "mapping_kwargs": {"num_layers": 1}, "synthesis_kwargs": {"channel_base": 32}}
+    D = {
+        "b4.conv.weight": f(8, 9, 3, 3),
+        "b4.conv.bias": f(8),
+        "b4.out.weight": f(1, 8),
+        "b4.out.bias": f(1),
+    }
+    G_kwargs = {
+        "z_dim": 8,
+        "w_dim": 8,
+        "mapping_kwargs": {"num_layers": 1},
+        "synthesis_kwargs": {"channel_base": 32},
+    }
     D_kwargs = {"c_dim": 0, "epilogue_kwargs": {"mbstd_group_size": 4}}
     return G, D, G_kwargs, D_kwargs
 
@@ -171,9 +185,14 @@ def test_ada_pickle_round_trip(tmp_path):
     G_ema = snap["G_ema"]
     assert isinstance(G_ema, PersistentModule) and G_ema.class_name == "Generator"
     assert G_ema.state["_modules"]["synthesis"].class_name == "SynthesisNetwork"
-    assert G_ema.state["_modules"]["mapping"].state["_modules"]["fc0"].class_name == "FullyConnectedLayer"
+    assert (
+        G_ema.state["_modules"]["mapping"].state["_modules"]["fc0"].class_name
+        == "FullyConnectedLayer"
+    )
     block = G_ema.state["_modules"]["synthesis"].state["_modules"]["b4"]
-    assert list(block.state["_buffers"]) == ["resample_filter"] and list(block.state["_parameters"]) == ["const"]
+    assert list(block.state["_buffers"]) == ["resample_filter"] and list(
+        block.state["_parameters"]
+    ) == ["const"]
 
     _assert_same_arrays(module_state_dict(G_ema), G)
     _assert_same_arrays(module_state_dict(snap["G"]), G)
@@ -195,7 +214,9 @@ def test_module_state_dict_skips_none_entries(tmp_path):
 def test_ada_pickle_from_fixture_state(tmp_path):
     state = load_checkpoint(_fixture("ada_s32_state.pt"))
     path = tmp_path / "ada_s32.pkl"
-    tw.save_ada_pickle(path, state["G_ema"], state["D"], state["G_init_kwargs"], state["D_init_kwargs"])
+    tw.save_ada_pickle(
+        path, state["G_ema"], state["D"], state["G_init_kwargs"], state["D_init_kwargs"]
+    )
     snap = load_checkpoint(path)
     _assert_same_arrays(module_state_dict(snap["G_ema"]), state["G_ema"])
     _assert_same_arrays(module_state_dict(snap["D"]), state["D"])
@@ -234,7 +255,10 @@ def test_tf_pickle_round_trip(tmp_path):
     _assert_same_arrays(tf_variables(G_net), G)
     _assert_same_arrays(tf_variables(Gs_net), Gs)
     _assert_same_arrays(tf_variables(D_net), D)
-    assert [name for name, _ in Gs_net.state["variables"]] == ["dlatent_avg", "lod"]  # own variables only
+    assert [name for name, _ in Gs_net.state["variables"]] == [
+        "dlatent_avg",
+        "lod",
+    ]  # own variables only
     assert tf_static_kwargs(Gs_net) == {"resolution": 4, "fmap_base": 64}
     assert tf_static_kwargs(D_net) == {"resolution": 4}
 

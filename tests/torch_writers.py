@@ -66,14 +66,20 @@ _STORAGE_NAMES = {
 _STORAGE_CLASSES = {dt: _cls("torch", name) for dt, name in _STORAGE_NAMES.items()}
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_LEGACY_SYS_INFO = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+_LEGACY_SYS_INFO = {
+    "protocol_version": 1001,
+    "little_endian": True,
+    "type_sizes": {"short": 2, "int": 4, "long": 4},
+}
 
 
 @contextlib.contextmanager
 def _stub_modules():
     """Put the fake modules into sys.modules for the duration of one dump."""
     # Parent packages too: importing 'torch_utils.persistence' needs 'torch_utils'.
-    names = {".".join(name.split(".")[: i + 1]) for name in _STUBS for i in range(name.count(".") + 1)}
+    names = {
+        ".".join(name.split(".")[: i + 1]) for name in _STUBS for i in range(name.count(".") + 1)
+    }
     saved = {name: sys.modules.get(name) for name in names}
     for name in names:
         sys.modules[name] = types.ModuleType(name)
@@ -125,7 +131,9 @@ class _Storages:
             and all(s >= 0 and s % item == 0 for s in arr.strides)
         )
         if shares:
-            offset = (arr.__array_interface__["data"][0] - root.__array_interface__["data"][0]) // item
+            offset = (
+                arr.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+            ) // item
             stride = tuple(s // item for s in arr.strides)
         else:  # torch has no negative strides; such arrays get a storage of their own
             root = np.array(arr, order="C")  # (ascontiguousarray would turn 0-d into 1-d)
@@ -157,7 +165,13 @@ class _TorchPickler(pickle.Pickler):
             # zip keys count up; legacy keys are the storages' C pointers in decimal (ids here).
             key = str(id(obj)) if self.legacy else str(len(self.keys))
             self.keys[id(obj)] = (key, obj)
-        pid = ("storage", _STORAGE_CLASSES[obj.flat.dtype.name], self.keys[id(obj)][0], self.location, obj.flat.size)
+        pid = (
+            "storage",
+            _STORAGE_CLASSES[obj.flat.dtype.name],
+            self.keys[id(obj)][0],
+            self.location,
+            obj.flat.size,
+        )
         return pid + (None,) if self.legacy else pid  # legacy ids carry view metadata
 
     def written(self, obj):
@@ -192,7 +206,9 @@ def _legacy_stream(obj, location="cpu"):
     f = io.BytesIO()
     for header in (_LEGACY_MAGIC, 1001, _LEGACY_SYS_INFO):
         pickle.dump(header, f, protocol=2)
-    written = sorted(_TorchPickler(f, True, location).written(obj), key=lambda kv: kv[0])  # as strings
+    written = sorted(
+        _TorchPickler(f, True, location).written(obj), key=lambda kv: kv[0]
+    )  # as strings
     pickle.dump([key for key, _ in written], f, protocol=2)
     for _, ref in written:
         f.write(struct.pack("<q", ref.flat.size) + _raw(ref.flat))
@@ -279,12 +295,20 @@ class _AdaModule:
             node.state["_buffers"][leaf] = value
         else:
             value = np.asarray(value)
-            node.state["_parameters"][leaf] = _Reduce(_rebuild_parameter, value, False, collections.OrderedDict())
+            node.state["_parameters"][leaf] = _Reduce(
+                _rebuild_parameter, value, False, collections.OrderedDict()
+            )
             if leaf == "weight":  # a numpy scalar attribute, as ADA layers keep their gains
                 node.state["weight_gain"] = np.float64(1 / np.sqrt(np.prod(value.shape[1:])))
 
     def __reduce__(self):
-        meta = dict(type="class", version=6, module_src="<source omitted>", class_name=self.class_name, state=self.state)
+        meta = dict(
+            type="class",
+            version=6,
+            module_src="<source omitted>",
+            class_name=self.class_name,
+            state=self.state,
+        )
         return _reconstruct_persistent_obj, (meta,)
 
 
@@ -296,7 +320,14 @@ class _AdaPickler(pickle.Pickler):
             obj = np.array(obj, order="C")
             flat, stride = obj.reshape(-1), tuple(s // obj.itemsize for s in obj.strides)
             storage = _Reduce(_load_from_bytes, _legacy_stream(_StorageRef(flat)))
-            return _rebuild_tensor_v2, (storage, 0, tuple(obj.shape), stride, False, collections.OrderedDict())
+            return _rebuild_tensor_v2, (
+                storage,
+                0,
+                tuple(obj.shape),
+                stride,
+                False,
+                collections.OrderedDict(),
+            )
         return NotImplemented
 
 
@@ -328,7 +359,10 @@ def save_ada_pickle(path, G_ema_state_dict, D_state_dict, G_init_kwargs, D_init_
 # ----------------------------------------------------------------------------------------
 # Official TensorFlow StyleGAN2 pickles.
 
-_TF_COMPONENTS = {"mapping": ("G_mapping", "G_mapping"), "synthesis": ("G_synthesis", "G_synthesis_stylegan2")}
+_TF_COMPONENTS = {
+    "mapping": ("G_mapping", "G_mapping"),
+    "synthesis": ("G_synthesis", "G_synthesis_stylegan2"),
+}
 
 
 def _tf_network(name, func_name, variables, static_kwargs, components, version):
@@ -374,7 +408,9 @@ def save_tf_pickle(path, G_vars, D_vars, Gs_vars, G_static_kwargs, D_static_kwar
     )
     buf = io.BytesIO()
     with _stub_modules():
-        pickle.Pickler(buf, protocol=4).dump(nets)  # HIGHEST_PROTOCOL of the Pythons that wrote them
+        pickle.Pickler(buf, protocol=4).dump(
+            nets
+        )  # HIGHEST_PROTOCOL of the Pythons that wrote them
     Path(path).write_bytes(buf.getvalue())
 
 
@@ -391,4 +427,6 @@ class _System:
 
 def write_malicious_pickle(path, marker_file):
     """A pickle that runs ``touch marker_file`` when loaded with plain ``pickle.load``."""
-    Path(path).write_bytes(pickle.dumps(_System(f"touch {shlex.quote(str(marker_file))}"), protocol=2))
+    Path(path).write_bytes(
+        pickle.dumps(_System(f"touch {shlex.quote(str(marker_file))}"), protocol=2)
+    )

@@ -33,6 +33,7 @@ import time
 import types
 from pathlib import Path
 
+
 def _stub_missing(name, **attrs):
     """Put a placeholder module in sys.modules if `name` cannot be imported."""
     try:

@@ -38,10 +38,10 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 

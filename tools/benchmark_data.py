@@ -1,6 +1,6 @@
 """Input-pipeline images/s at 64 and 256 px; options in stylejax/data/benchmark.py.
 
-  python tools/benchmark_data.py [--resolutions 64 256] [--batch 32] [--batches 100]
+python tools/benchmark_data.py [--resolutions 64 256] [--batch 32] [--batches 100]
 """
 
 import sys
@@ -11,4 +11,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stylejax.data.benchmark import main  # noqa: E402
 
 if __name__ == "__main__":
-  main()
+    main()

@@ -38,7 +38,9 @@ def parse_strengths(text: str) -> np.ndarray:
             return np.linspace(float(start), float(stop), int(num))
         return np.asarray([float(t) for t in text.split(",")])
     except ValueError:
-        raise ValueError(f"--strengths must be START:STOP:COUNT or a list a,b,c; got {text!r}")
+        raise ValueError(
+            f"--strengths must be START:STOP:COUNT or a list a,b,c; got {text!r}"
+        ) from None
 
 
 def load_fit_data(latents_path, labels_path, fraction):

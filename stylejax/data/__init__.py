@@ -2,5 +2,7 @@
 task transforms and the per-process input pipeline. Importing this package registers the
 builders with TFDS."""
 
-from stylejax.data import synthetic_faces  # noqa: F401  (registers synthetic_faces)
-from stylejax.data import real_faces  # noqa: F401  (ffhq, celeba_hq, celeba_mask_hq, image_folder)
+from stylejax.data import (
+    real_faces,  # noqa: F401  (ffhq, celeba_hq, celeba_mask_hq, image_folder)
+    synthetic_faces,  # noqa: F401  (registers synthetic_faces)
+)

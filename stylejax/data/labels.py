@@ -5,8 +5,25 @@ import numpy as np
 # Index = label value in the 19-class map; the order of the official CelebAMask-HQ merge
 # script (later parts overwrite earlier ones). `l_`/`r_` are the subject's left/right.
 CLASS_NAMES = (
-    "background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear",
-    "r_ear", "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth",
+    "background",
+    "skin",
+    "nose",
+    "eye_g",
+    "l_eye",
+    "r_eye",
+    "l_brow",
+    "r_brow",
+    "l_ear",
+    "r_ear",
+    "mouth",
+    "u_lip",
+    "l_lip",
+    "hair",
+    "hat",
+    "ear_r",
+    "neck_l",
+    "neck",
+    "cloth",
 )
 NUM_CLASSES = len(CLASS_NAMES)
 LABEL = {name: index for index, name in enumerate(CLASS_NAMES)}
@@ -14,17 +31,35 @@ LABEL = {name: index for index, name in enumerate(CLASS_NAMES)}
 # A mirror image turns the subject's left parts into right parts.
 FLIP_LABELS = np.arange(NUM_CLASSES, dtype=np.uint8)
 for _left, _right in (("l_eye", "r_eye"), ("l_brow", "r_brow"), ("l_ear", "r_ear")):
-  FLIP_LABELS[LABEL[_left]], FLIP_LABELS[LABEL[_right]] = LABEL[_right], LABEL[_left]
+    FLIP_LABELS[LABEL[_left]], FLIP_LABELS[LABEL[_right]] = LABEL[_right], LABEL[_left]
 
 # Colours for visualising label maps, one RGB triple per class.
-PALETTE = np.array([
-    (0, 0, 0), (204, 0, 0), (76, 153, 0), (204, 204, 0), (51, 51, 255), (204, 0, 204),
-    (0, 255, 255), (255, 204, 204), (102, 51, 0), (255, 0, 0), (102, 204, 0), (255, 255, 0),
-    (0, 0, 153), (0, 0, 204), (255, 51, 153), (0, 204, 204), (0, 51, 0), (255, 153, 51),
-    (0, 204, 0),
-], dtype=np.uint8)
+PALETTE = np.array(
+    [
+        (0, 0, 0),
+        (204, 0, 0),
+        (76, 153, 0),
+        (204, 204, 0),
+        (51, 51, 255),
+        (204, 0, 204),
+        (0, 255, 255),
+        (255, 204, 204),
+        (102, 51, 0),
+        (255, 0, 0),
+        (102, 204, 0),
+        (255, 255, 0),
+        (0, 0, 153),
+        (0, 0, 204),
+        (255, 51, 153),
+        (0, 204, 204),
+        (0, 51, 0),
+        (255, 153, 51),
+        (0, 204, 0),
+    ],
+    dtype=np.uint8,
+)
 
 
 def colorize(segmentation):
-  """Label map (H, W) or (H, W, 1) -> RGB uint8 image (H, W, 3)."""
-  return PALETTE[np.asarray(segmentation).reshape(np.shape(segmentation)[:2])]
+    """Label map (H, W) or (H, W, 1) -> RGB uint8 image (H, W, 3)."""
+    return PALETTE[np.asarray(segmentation).reshape(np.shape(segmentation)[:2])]

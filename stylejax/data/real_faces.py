@@ -23,13 +23,46 @@ from stylejax.data.labels import CLASS_NAMES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CELEBA_ATTRIBUTES = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
-    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
-    "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair",
-    "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache",
-    "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
-    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings",
-    "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
 )
 # CelebA's own partition: original images from this index on (0-based, as in the mapping
 # file) are its test set. Applied to CelebA-HQ it gives the official CelebAMask-HQ test
@@ -39,293 +72,340 @@ MASKS_PER_FOLDER = 2_000  # CelebAMask-HQ-mask-anno/<index // 2000>/
 
 
 class FolderError(FileNotFoundError):
-  """The manual folder does not hold what the builder expects."""
+    """The manual folder does not hold what the builder expects."""
 
 
 def _listing(folder, limit=8):
-  folder = Path(folder)
-  if not folder.is_dir():
-    return f"{folder} does not exist"
-  names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-  more = f" and {len(names) - limit} more" if len(names) > limit else ""
-  return f"{folder} holds {names[:limit] or 'nothing'}{more}"
+    folder = Path(folder)
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"{folder} holds {names[:limit] or 'nothing'}{more}"
 
 
 def _missing_error(dataset, what, where, missing, total):
-  shown = ", ".join(str(m) for m in missing[:5])
-  return FolderError(
-      f"{dataset}: expected {what} in {where}; {len(missing)} of {total} are missing "
-      f"(first: {shown}). Found: {_listing(where)}. Point manual_dir at the folder that "
-      "holds the complete extracted data set.")
+    shown = ", ".join(str(m) for m in missing[:5])
+    return FolderError(
+        f"{dataset}: expected {what} in {where}; {len(missing)} of {total} are missing "
+        f"(first: {shown}). Found: {_listing(where)}. Point manual_dir at the folder that "
+        "holds the complete extracted data set."
+    )
 
 
 @dataclasses.dataclass
 class ResolutionConfig(tfds.core.BuilderConfig):
-  resolution: int = 256
+    resolution: int = 256
 
 
 def _resolution_configs(resolutions):
-  return [ResolutionConfig(name=str(r), resolution=r, description=f"{r}x{r} px")
-          for r in resolutions]
+    return [
+        ResolutionConfig(name=str(r), resolution=r, description=f"{r}x{r} px") for r in resolutions
+    ]
 
 
 def _read_image_example(size, index_and_path):
-  index, path = index_and_path
-  try:
-    return {"image": building.read_square_image(path, size), "index": index}
-  except building.CorruptImageError as error:
-    return error
+    index, path = index_and_path
+    try:
+        return {"image": building.read_square_image(path, size), "index": index}
+    except building.CorruptImageError as error:
+        return error
 
 
 class _ManualImageBuilder(tfds.core.GeneratorBasedBuilder):
-  """Common part: resolution from the config, on_corrupt policy, parallel decoding."""
+    """Common part: resolution from the config, on_corrupt policy, parallel decoding."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
-  num_workers = building.default_num_workers()
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+    num_workers = building.default_num_workers()
 
-  def __init__(self, *, on_corrupt="skip", **kwargs):
-    self._corrupt = building.CorruptFileLog(on_corrupt)
-    super().__init__(**kwargs)
+    def __init__(self, *, on_corrupt="skip", **kwargs):
+        self._corrupt = building.CorruptFileLog(on_corrupt)
+        super().__init__(**kwargs)
 
-  @property
-  def resolution(self):
-    return self.builder_config.resolution
+    @property
+    def resolution(self):
+        return self.builder_config.resolution
 
-  def _image_features(self, **extra):
-    r = self.resolution
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(
-            {"image": tfds.features.Image(shape=(r, r, 3)), "index": np.int64, **extra}),
-        metadata=tfds.core.MetadataDict(skipped_files=[]),
-    )
+    def _image_features(self, **extra):
+        r = self.resolution
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(
+                {"image": tfds.features.Image(shape=(r, r, 3)), "index": np.int64, **extra}
+            ),
+            metadata=tfds.core.MetadataDict(skipped_files=[]),
+        )
 
-  def _generate_examples(self, read_fn, items):
-    """Yields (key, example) for items read by read_fn in workers, applying on_corrupt.
-    read_fn returns an example dict, or the CorruptImageError it hit."""
-    keys = [key for key, _ in items]
-    results = building.map_in_workers(read_fn, [item for _, item in items], self.num_workers)
-    for key, result in zip(keys, results):
-      if isinstance(result, building.CorruptImageError):
-        self._corrupt.report(result)
-        self.info.metadata["skipped_files"] = list(self._corrupt.skipped)
-        continue
-      yield key, result
+    def _generate_examples(self, read_fn, items):
+        """Yields (key, example) for items read by read_fn in workers, applying on_corrupt.
+        read_fn returns an example dict, or the CorruptImageError it hit."""
+        keys = [key for key, _ in items]
+        results = building.map_in_workers(read_fn, [item for _, item in items], self.num_workers)
+        for key, result in zip(keys, results):
+            if isinstance(result, building.CorruptImageError):
+                self._corrupt.report(result)
+                self.info.metadata["skipped_files"] = list(self._corrupt.skipped)
+                continue
+            yield key, result
 
 
 def _check_dir(dataset, folder, expected):
-  if not Path(folder).is_dir():
-    raise FolderError(f"{dataset}: expected {expected} in {folder}, but that folder does "
-                      f"not exist. Found: {_listing(Path(folder).parent)}.")
+    if not Path(folder).is_dir():
+        raise FolderError(
+            f"{dataset}: expected {expected} in {folder}, but that folder does "
+            f"not exist. Found: {_listing(Path(folder).parent)}."
+        )
 
 
 class Ffhq(_ManualImageBuilder):
-  """FFHQ from a folder of its PNGs (any published resolution), resized to the config's."""
+    """FFHQ from a folder of its PNGs (any published resolution), resized to the config's."""
 
-  BUILDER_CONFIGS = _resolution_configs((64, 128, 256, 512, 1024))
-  NUM_IMAGES = 70_000
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Put the FFHQ PNGs 00000.png ... 69999.png in manual_dir, flat or in the official "
-      "sub-folders (images1024x1024/00000/00000.png, thumbnails128x128/..., ...).")
+    BUILDER_CONFIGS = _resolution_configs((64, 128, 256, 512, 1024))
+    NUM_IMAGES = 70_000
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Put the FFHQ PNGs 00000.png ... 69999.png in manual_dir, flat or in the official "
+        "sub-folders (images1024x1024/00000/00000.png, thumbnails128x128/..., ...)."
+    )
 
-  def _info(self):
-    return self._image_features()
+    def _info(self):
+        return self._image_features()
 
-  def _split_generators(self, dl_manager):
-    folder = Path(dl_manager.manual_dir)
-    _check_dir("ffhq", folder, "the FFHQ PNGs 00000.png ... 69999.png")
-    found = {}  # several copies: the first in path order (images1024x1024 before thumbnails)
-    for path in sorted(folder.rglob("*.png")):
-      if re.fullmatch(r"\d{5}", path.stem):
-        found.setdefault(int(path.stem), path)
-    missing = [f"{i:05d}.png" for i in range(self.NUM_IMAGES) if i not in found]
-    if missing:
-      raise _missing_error("ffhq", "the FFHQ PNGs 00000.png ... "
-                           f"{self.NUM_IMAGES - 1:05d}.png", folder, missing,
-                           self.NUM_IMAGES)
-    items = [(i, (i, found[i])) for i in range(self.NUM_IMAGES)]
-    return {"train": self._generate_examples(
-        functools.partial(_read_image_example, self.resolution), items)}
+    def _split_generators(self, dl_manager):
+        folder = Path(dl_manager.manual_dir)
+        _check_dir("ffhq", folder, "the FFHQ PNGs 00000.png ... 69999.png")
+        found = {}  # several copies: the first in path order (images1024x1024 before thumbnails)
+        for path in sorted(folder.rglob("*.png")):
+            if re.fullmatch(r"\d{5}", path.stem):
+                found.setdefault(int(path.stem), path)
+        missing = [f"{i:05d}.png" for i in range(self.NUM_IMAGES) if i not in found]
+        if missing:
+            raise _missing_error(
+                "ffhq",
+                f"the FFHQ PNGs 00000.png ... {self.NUM_IMAGES - 1:05d}.png",
+                folder,
+                missing,
+                self.NUM_IMAGES,
+            )
+        items = [(i, (i, found[i])) for i in range(self.NUM_IMAGES)]
+        return {
+            "train": self._generate_examples(
+                functools.partial(_read_image_example, self.resolution), items
+            )
+        }
 
 
 def _read_celeba_hq_index(folder, num_images):
-  """Reads the attribute and mapping files of an extracted CelebAMask-HQ folder.
-  Returns (attributes: {index: {name: bool}}, is_test: {index: bool})."""
-  attribute_file = folder / "CelebAMask-HQ-attribute-anno.txt"
-  mapping_file = folder / "CelebA-HQ-to-CelebA-mapping.txt"
-  for path in (attribute_file, mapping_file):
-    if not path.is_file():
-      raise FolderError(f"celeba_hq: expected the file {path.name} in {folder} (it comes "
-                        f"with CelebAMask-HQ). Found: {_listing(folder)}.")
-  lines = attribute_file.read_text().split("\n")
-  names = tuple(lines[1].split()) if len(lines) > 1 else ()
-  if names != CELEBA_ATTRIBUTES:
-    raise FolderError(f"{attribute_file}: expected the 40 CelebA attribute names on line 2, "
-                      f"found {names[:5]}... ({len(names)} names).")
-  attributes = {}
-  for line in lines[2:]:
-    fields = line.split()
-    if fields:
-      values = fields[1:]
-      if len(values) != len(names):
-        raise FolderError(f"{attribute_file}: expected '<n>.jpg' and 40 values of 1/-1 "
-                          f"per line, found {line!r}.")
-      attributes[int(Path(fields[0]).stem)] = {
-          n: v == "1" for n, v in zip(names, values)}
-  is_test = {}
-  for line in mapping_file.read_text().split("\n")[1:]:
-    fields = line.split()
-    if not fields:
-      continue
-    if len(fields) != 3 or not (fields[0].isdigit() and fields[1].isdigit()):
-      raise FolderError(f"{mapping_file}: expected lines 'idx orig_idx orig_file', found "
-                        f"{line!r}.")
-    is_test[int(fields[0])] = int(fields[1]) >= CELEBA_FIRST_TEST_INDEX
-  for what, table, path in (("attributes", attributes, attribute_file),
-                            ("a mapping", is_test, mapping_file)):
-    missing = [i for i in range(num_images) if i not in table]
-    if missing:
-      raise FolderError(f"{path}: expected {what} for images 0 ... {num_images - 1}, "
-                        f"{len(missing)} missing (first: {missing[:5]}).")
-  return attributes, is_test
+    """Reads the attribute and mapping files of an extracted CelebAMask-HQ folder.
+    Returns (attributes: {index: {name: bool}}, is_test: {index: bool})."""
+    attribute_file = folder / "CelebAMask-HQ-attribute-anno.txt"
+    mapping_file = folder / "CelebA-HQ-to-CelebA-mapping.txt"
+    for path in (attribute_file, mapping_file):
+        if not path.is_file():
+            raise FolderError(
+                f"celeba_hq: expected the file {path.name} in {folder} (it comes "
+                f"with CelebAMask-HQ). Found: {_listing(folder)}."
+            )
+    lines = attribute_file.read_text().split("\n")
+    names = tuple(lines[1].split()) if len(lines) > 1 else ()
+    if names != CELEBA_ATTRIBUTES:
+        raise FolderError(
+            f"{attribute_file}: expected the 40 CelebA attribute names on line 2, "
+            f"found {names[:5]}... ({len(names)} names)."
+        )
+    attributes = {}
+    for line in lines[2:]:
+        fields = line.split()
+        if fields:
+            values = fields[1:]
+            if len(values) != len(names):
+                raise FolderError(
+                    f"{attribute_file}: expected '<n>.jpg' and 40 values of 1/-1 "
+                    f"per line, found {line!r}."
+                )
+            attributes[int(Path(fields[0]).stem)] = {n: v == "1" for n, v in zip(names, values)}
+    is_test = {}
+    for line in mapping_file.read_text().split("\n")[1:]:
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 3 or not (fields[0].isdigit() and fields[1].isdigit()):
+            raise FolderError(
+                f"{mapping_file}: expected lines 'idx orig_idx orig_file', found {line!r}."
+            )
+        is_test[int(fields[0])] = int(fields[1]) >= CELEBA_FIRST_TEST_INDEX
+    for what, table, path in (
+        ("attributes", attributes, attribute_file),
+        ("a mapping", is_test, mapping_file),
+    ):
+        missing = [i for i in range(num_images) if i not in table]
+        if missing:
+            raise FolderError(
+                f"{path}: expected {what} for images 0 ... {num_images - 1}, "
+                f"{len(missing)} missing (first: {missing[:5]})."
+            )
+    return attributes, is_test
 
 
 class CelebaHq(_ManualImageBuilder):
-  """CelebA-HQ images with the 40 CelebA attributes; train 27,176 / test 2,824."""
+    """CelebA-HQ images with the 40 CelebA attributes; train 27,176 / test 2,824."""
 
-  BUILDER_CONFIGS = _resolution_configs((64, 128, 256, 512, 1024))
-  NUM_IMAGES = 30_000
-  WITH_MASKS = False
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Extract CelebAMask-HQ.zip into manual_dir, so that it holds CelebA-HQ-img/0.jpg ... "
-      "29999.jpg, CelebAMask-HQ-attribute-anno.txt and CelebA-HQ-to-CelebA-mapping.txt.")
+    BUILDER_CONFIGS = _resolution_configs((64, 128, 256, 512, 1024))
+    NUM_IMAGES = 30_000
+    WITH_MASKS = False
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Extract CelebAMask-HQ.zip into manual_dir, so that it holds CelebA-HQ-img/0.jpg ... "
+        "29999.jpg, CelebAMask-HQ-attribute-anno.txt and CelebA-HQ-to-CelebA-mapping.txt."
+    )
 
-  def _info(self):
-    r = self.resolution
-    # Label values index CLASS_NAMES.
-    masks = {"segmentation": tfds.features.Image(shape=(r, r, 1))} if self.WITH_MASKS else {}
-    return self._image_features(attributes=tfds.features.FeaturesDict(
-        {name: tfds.features.Scalar(dtype=np.bool_) for name in CELEBA_ATTRIBUTES}), **masks)
+    def _info(self):
+        r = self.resolution
+        # Label values index CLASS_NAMES.
+        masks = {"segmentation": tfds.features.Image(shape=(r, r, 1))} if self.WITH_MASKS else {}
+        return self._image_features(
+            attributes=tfds.features.FeaturesDict(
+                {name: tfds.features.Scalar(dtype=np.bool_) for name in CELEBA_ATTRIBUTES}
+            ),
+            **masks,
+        )
 
-  def _image_paths(self, folder):
-    images = folder / "CelebA-HQ-img"
-    expected = f"the images 0.jpg ... {self.NUM_IMAGES - 1}.jpg"
-    _check_dir(self.name, images, expected)
-    paths = [images / f"{i}.jpg" for i in range(self.NUM_IMAGES)]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-      raise _missing_error(self.name, expected, images, missing, self.NUM_IMAGES)
-    return paths
+    def _image_paths(self, folder):
+        images = folder / "CelebA-HQ-img"
+        expected = f"the images 0.jpg ... {self.NUM_IMAGES - 1}.jpg"
+        _check_dir(self.name, images, expected)
+        paths = [images / f"{i}.jpg" for i in range(self.NUM_IMAGES)]
+        missing = [p.name for p in paths if not p.is_file()]
+        if missing:
+            raise _missing_error(self.name, expected, images, missing, self.NUM_IMAGES)
+        return paths
 
-  def _split_generators(self, dl_manager):
-    folder = Path(dl_manager.manual_dir)
-    paths = self._image_paths(folder)
-    attributes, is_test = _read_celeba_hq_index(folder, self.NUM_IMAGES)
-    read = functools.partial(_read_celeba_example, self.resolution, folder,
-                             self.WITH_MASKS)
-    splits = {}
-    for split, test in (("train", False), ("test", True)):
-      items = [(i, (i, paths[i], attributes[i]))
-               for i in range(self.NUM_IMAGES) if is_test[i] == test]
-      splits[split] = self._generate_examples(read, items)
-    return splits
+    def _split_generators(self, dl_manager):
+        folder = Path(dl_manager.manual_dir)
+        paths = self._image_paths(folder)
+        attributes, is_test = _read_celeba_hq_index(folder, self.NUM_IMAGES)
+        read = functools.partial(_read_celeba_example, self.resolution, folder, self.WITH_MASKS)
+        splits = {}
+        for split, test in (("train", False), ("test", True)):
+            items = [
+                (i, (i, paths[i], attributes[i]))
+                for i in range(self.NUM_IMAGES)
+                if is_test[i] == test
+            ]
+            splits[split] = self._generate_examples(read, items)
+        return splits
 
 
 def _read_celeba_example(size, folder, with_masks, item):
-  index, path, attributes = item
-  example = _read_image_example(size, (index, path))
-  if isinstance(example, building.CorruptImageError):
+    index, path, attributes = item
+    example = _read_image_example(size, (index, path))
+    if isinstance(example, building.CorruptImageError):
+        return example
+    example["attributes"] = attributes
+    if with_masks:
+        mask_dir = folder / "CelebAMask-HQ-mask-anno" / str(index // MASKS_PER_FOLDER)
+        try:
+            example["segmentation"] = merge_part_masks(mask_dir, index, size)
+        except building.CorruptImageError as error:
+            return error
     return example
-  example["attributes"] = attributes
-  if with_masks:
-    mask_dir = folder / "CelebAMask-HQ-mask-anno" / str(index // MASKS_PER_FOLDER)
-    try:
-      example["segmentation"] = merge_part_masks(mask_dir, index, size)
-    except building.CorruptImageError as error:
-      return error
-  return example
 
 
 def merge_part_masks(mask_dir, index, size):
-  """Merges CelebAMask-HQ's per-part masks `<index:05d>_<part>.png` into one label map
-  (size x size x 1, uint8), later parts overwriting earlier ones as in the official script."""
-  labels = None
-  for label, part in enumerate(CLASS_NAMES[1:], start=1):
-    path = Path(mask_dir) / f"{index:05d}_{part}.png"
-    if path.is_file():
-      mask = np.asarray(building.open_image(path, "L")) > 0
-      labels = np.zeros(mask.shape, np.uint8) if labels is None else labels
-      labels[mask] = label
-  if labels is None:
-    raise FolderError(f"celeba_mask_hq: expected part masks {index:05d}_<part>.png in "
-                      f"{mask_dir}, found none.")
-  image = Image.fromarray(labels)
-  if image.size != (size, size):
-    image = image.resize((size, size), Image.NEAREST)
-  return np.asarray(image)[..., None]
+    """Merges CelebAMask-HQ's per-part masks `<index:05d>_<part>.png` into one label map
+    (size x size x 1, uint8), later parts overwriting earlier ones as in the official script."""
+    labels = None
+    for label, part in enumerate(CLASS_NAMES[1:], start=1):
+        path = Path(mask_dir) / f"{index:05d}_{part}.png"
+        if path.is_file():
+            mask = np.asarray(building.open_image(path, "L")) > 0
+            labels = np.zeros(mask.shape, np.uint8) if labels is None else labels
+            labels[mask] = label
+    if labels is None:
+        raise FolderError(
+            f"celeba_mask_hq: expected part masks {index:05d}_<part>.png in {mask_dir}, found none."
+        )
+    image = Image.fromarray(labels)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.NEAREST)
+    return np.asarray(image)[..., None]
 
 
 class CelebaMaskHq(CelebaHq):
-  """CelebAMask-HQ: CelebA-HQ images, attributes and the 19-class part label map."""
+    """CelebAMask-HQ: CelebA-HQ images, attributes and the 19-class part label map."""
 
-  BUILDER_CONFIGS = _resolution_configs((64, 128, 256, 512))
-  WITH_MASKS = True
-  MANUAL_DOWNLOAD_INSTRUCTIONS = CelebaHq.MANUAL_DOWNLOAD_INSTRUCTIONS + (
-      " The part masks must be in CelebAMask-HQ-mask-anno/<index // 2000>/"
-      "<index:05d>_<part>.png.")
+    BUILDER_CONFIGS = _resolution_configs((64, 128, 256, 512))
+    WITH_MASKS = True
+    MANUAL_DOWNLOAD_INSTRUCTIONS = CelebaHq.MANUAL_DOWNLOAD_INSTRUCTIONS + (
+        " The part masks must be in CelebAMask-HQ-mask-anno/<index // 2000>/<index:05d>_<part>.png."
+    )
 
-  def _image_paths(self, folder):
-    masks = folder / "CelebAMask-HQ-mask-anno"
-    _check_dir(self.name, masks, "the part-mask folders 0/ ... 14/")
-    missing = [f"{i // MASKS_PER_FOLDER}/{i:05d}_skin.png"
-               for i in range(self.NUM_IMAGES)
-               if not (masks / str(i // MASKS_PER_FOLDER) / f"{i:05d}_skin.png").is_file()]
-    if missing:
-      raise _missing_error(self.name, "a skin mask for every image", masks, missing,
-                           self.NUM_IMAGES)
-    return super()._image_paths(folder)
-
+    def _image_paths(self, folder):
+        masks = folder / "CelebAMask-HQ-mask-anno"
+        _check_dir(self.name, masks, "the part-mask folders 0/ ... 14/")
+        missing = [
+            f"{i // MASKS_PER_FOLDER}/{i:05d}_skin.png"
+            for i in range(self.NUM_IMAGES)
+            if not (masks / str(i // MASKS_PER_FOLDER) / f"{i:05d}_skin.png").is_file()
+        ]
+        if missing:
+            raise _missing_error(
+                self.name, "a skin mask for every image", masks, missing, self.NUM_IMAGES
+            )
+        return super()._image_paths(folder)
 
 
 def _read_folder_example(size, item):
-  path, label = item
-  try:
-    return {"image": building.read_square_image(path, size), "label": label,
-            "filename": str(path)}
-  except building.CorruptImageError as error:
-    return error
+    path, label = item
+    try:
+        return {
+            "image": building.read_square_image(path, size),
+            "label": label,
+            "filename": str(path),
+        }
+    except building.CorruptImageError as error:
+        return error
 
 
 class ImageFolder(_ManualImageBuilder):
-  """Any folder of images, optionally with one sub-folder per class (the label is the
-  sub-folder's name, '' for images at the top). Images are centre-cropped and resized.
-  Use a separate data_dir per folder: the built data set is named image_folder/<res>."""
+    """Any folder of images, optionally with one sub-folder per class (the label is the
+    sub-folder's name, '' for images at the top). Images are centre-cropped and resized.
+    Use a separate data_dir per folder: the built data set is named image_folder/<res>."""
 
-  BUILDER_CONFIGS = _resolution_configs((32, 64, 128, 256, 512, 1024))
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      f"Put images ({', '.join(IMAGE_SUFFIXES)}) in manual_dir, at the top or in one "
-      "sub-folder per class.")
+    BUILDER_CONFIGS = _resolution_configs((32, 64, 128, 256, 512, 1024))
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        f"Put images ({', '.join(IMAGE_SUFFIXES)}) in manual_dir, at the top or in one "
+        "sub-folder per class."
+    )
 
-  def _info(self):
-    r = self.resolution
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(r, r, 3)),
-            "label": tfds.features.Text(), "filename": tfds.features.Text()}),
-        metadata=tfds.core.MetadataDict(skipped_files=[]))
+    def _info(self):
+        r = self.resolution
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(r, r, 3)),
+                    "label": tfds.features.Text(),
+                    "filename": tfds.features.Text(),
+                }
+            ),
+            metadata=tfds.core.MetadataDict(skipped_files=[]),
+        )
 
-  def _split_generators(self, dl_manager):
-    folder = Path(dl_manager.manual_dir)
-    expected = f"image files ({', '.join(IMAGE_SUFFIXES)}) or class sub-folders of them"
-    _check_dir("image_folder", folder, expected)
-    items = []
-    for path in sorted(folder.rglob("*")):
-      depth = len(path.relative_to(folder).parts)
-      if path.suffix.lower() in IMAGE_SUFFIXES and depth <= 2 and path.is_file():
-        label = path.parent.name if depth == 2 else ""
-        items.append((str(path.relative_to(folder)), (path, label)))
-    if not items:
-      raise FolderError(f"image_folder: expected {expected} in {folder}, found none. "
-                        f"Found: {_listing(folder)}.")
-    return {"train": self._generate_examples(
-        functools.partial(_read_folder_example, self.resolution), items)}
+    def _split_generators(self, dl_manager):
+        folder = Path(dl_manager.manual_dir)
+        expected = f"image files ({', '.join(IMAGE_SUFFIXES)}) or class sub-folders of them"
+        _check_dir("image_folder", folder, expected)
+        items = []
+        for path in sorted(folder.rglob("*")):
+            depth = len(path.relative_to(folder).parts)
+            if path.suffix.lower() in IMAGE_SUFFIXES and depth <= 2 and path.is_file():
+                label = path.parent.name if depth == 2 else ""
+                items.append((str(path.relative_to(folder)), (path, label)))
+        if not items:
+            raise FolderError(
+                f"image_folder: expected {expected} in {folder}, found none. "
+                f"Found: {_listing(folder)}."
+            )
+        return {
+            "train": self._generate_examples(
+                functools.partial(_read_folder_example, self.resolution), items
+            )
+        }

@@ -13,7 +13,8 @@ RNG streams: `noise` for noise_mode='random'.
 """
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

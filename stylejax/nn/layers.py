@@ -7,7 +7,7 @@ identical to the originals'.
 """
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

@@ -3,7 +3,7 @@ modulated convolution, minibatch standard deviation. All activations are NHWC an
 conv kernels HWIO."""
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
