@@ -13,6 +13,7 @@ from jax import lax
 
 from stylejax.models import stylegan2 as sg
 from stylejax.nn import conv, ops
+from stylejax.train import gan
 from stylejax.train import stylegan2 as trainer
 
 CASES = {
@@ -144,7 +145,7 @@ def test_r1_and_path_length_gradients_equal_the_xla_forms(fused):
         k_noise, k_pl = jax.random.PRNGKey(4), jax.random.PRNGKey(5)
 
         def r1(dp):
-            return jnp.mean(trainer.r1_penalty(D, {"params": dp}, real))
+            return jnp.mean(gan.r1_penalty(lambda x: D.apply({"params": dp}, x), real))
 
         def pl(gp):
             return jnp.mean(trainer.path_lengths(G, {**gv, "params": gp}, ws, k_noise, k_pl))

@@ -17,7 +17,7 @@ from conftest import set_fields
 
 from configs import stylegan2 as stylegan2_configs
 from stylejax.models import stylegan2 as sg
-from stylejax.train import loop
+from stylejax.train import gan, loop
 from stylejax.train import stylegan2 as trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def test_r1_matches_an_independent_forward_mode_computation(setup):
     config, task, state, _, batch = setup
     G, D = trainer.build_models(config)
     real = batch["image"][:4]
-    got = trainer.r1_penalty(D, state["d"], real)
+    got = gan.r1_penalty(lambda x: D.apply(state["d"], x), real)
     # Forward-mode Jacobian of the summed logits (mbstd couples the samples, so R1 uses
     # the gradient of the sum, as in the original).
     flat = real.reshape(-1)
@@ -156,18 +156,18 @@ def test_path_lengths_match_forward_mode_and_use_pixel_noise_scale(setup):
 
 
 def test_ema_uses_the_global_batch_and_ramps_up():
-    beta = loop.ema_beta(32, 10**7, ema_kimg=10.0, rampup=None)
+    beta = gan.ema_beta(32, 10**7, ema_kimg=10.0, rampup=None)
     np.testing.assert_allclose(beta, 0.5 ** (32 / 10_000), rtol=1e-6)
     # Half-life in images: after 10k images of batch 32 the weight of the start is 1/2.
     np.testing.assert_allclose(beta ** (10_000 / 32), 0.5, rtol=1e-5)
-    assert float(loop.ema_beta(32, 0, 10.0, rampup=0.05)) == 0.0  # first step copies G
-    np.testing.assert_allclose(loop.ema_beta(32, 1000, 10.0, rampup=0.05), 0.5 ** (32 / 50))
+    assert float(gan.ema_beta(32, 0, 10.0, rampup=0.05)) == 0.0  # first step copies G
+    np.testing.assert_allclose(gan.ema_beta(32, 1000, 10.0, rampup=0.05), 0.5 ** (32 / 50))
 
 
 def test_lazy_adam_scales_lr_and_betas():
     params = {"w": jnp.ones(3)}
     grads = [{"w": jnp.asarray([1.0, -2.0, 0.5]) * (i + 1)} for i in range(3)]
-    tx = loop.lazy_adam(0.002, (0.0, 0.99), interval=4)
+    tx = gan.lazy_adam(0.002, (0.0, 0.99), interval=4)
     c = 4 / 5
     reference = optax.adam(0.002 * c, b1=0.0, b2=0.99**c, eps=1e-8)
     s1, s2, p1, p2 = tx.init(params), reference.init(params), params, params

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
@@ -413,22 +412,3 @@ def _flat_config(config, prefix=""):
         else:
             out[f"{prefix}{k}"] = str(v)
     return out
-
-
-def ema_beta(global_batch_size: int, cur_nimg, ema_kimg: float, rampup: float | None):
-    """NVIDIA's generator EMA: half-life ema_kimg thousand images of the *global* batch,
-    optionally ramped up over the first images (rampup × images seen)."""
-    ema_nimg = ema_kimg * 1000.0
-    if rampup is not None:
-        ema_nimg = jnp.minimum(ema_nimg, cur_nimg * rampup)
-    return 0.5 ** (global_batch_size / jnp.maximum(ema_nimg, 1e-8))
-
-
-def lazy_adam(lr: float, betas, interval: int | None):
-    """Adam with NVIDIA's lazy-regularisation correction: a regulariser run every
-    `interval` steps adds one update per interval, so lr and betas are scaled by
-    c = interval / (interval + 1)."""
-    import optax
-
-    c = 1.0 if not interval else interval / (interval + 1)
-    return optax.adam(lr * c, b1=betas[0] ** c, b2=betas[1] ** c, eps=1e-8)

@@ -25,7 +25,7 @@ import optax
 from absl import logging
 
 from stylejax.models import stylegan2 as sg
-from stylejax.train import loop
+from stylejax.train import gan, loop
 
 
 def generator_kwargs(config) -> dict[str, Any]:
@@ -67,8 +67,8 @@ def optimizers(config):
     g_interval = t.pl_interval if t.pl_weight > 0 else None
     d_interval = t.r1_interval if t.r1_gamma > 0 else None
     return (
-        loop.lazy_adam(t.g_lr, t.betas, g_interval),
-        loop.lazy_adam(t.d_lr, t.betas, d_interval),
+        gan.lazy_adam(t.g_lr, t.betas, g_interval),
+        gan.lazy_adam(t.d_lr, t.betas, d_interval),
     )
 
 
@@ -107,12 +107,6 @@ def synthesize(G, g_vars, ws, noise_rng):
     return G.apply(g_vars, ws, "random", method=G.synthesize, rngs={"noise": noise_rng})
 
 
-def r1_penalty(D, d_vars, real):
-    """Per-sample ‖∇_x D(x)‖² on real images."""
-    grads = jax.grad(lambda x: D.apply(d_vars, x).sum())(real)
-    return jnp.sum(jnp.square(grads), axis=(1, 2, 3))
-
-
 def path_lengths(G, g_vars, ws, noise_rng, pl_rng):
     """‖J_wᵀ y‖ per sample for y ~ N(0, I)/√(H·W) (the image-space noise)."""
     img_shape = jax.eval_shape(lambda w: synthesize(G, g_vars, w, noise_rng), ws).shape
@@ -142,8 +136,7 @@ def train_step(config, G, D, g_tx, d_tx, state, batch):
         kz, kg = jax.random.split(key)
         z = loop.split_over_devices(jax.random.normal(kz, (batch_size, z_dim)))
         img, _, _ = generate(G, config, {**g_vars, "params": g_params}, z, kg)
-        logits = D.apply(d_vars, img)
-        return jnp.mean(jax.nn.softplus(-logits))
+        return gan.logistic_loss(D.apply(d_vars, img), real=True)
 
     g_loss, g_grads = jax.value_and_grad(g_main_loss)(g_vars["params"], k_gmain)
     g_updates, g_opt = g_tx.update(g_grads, state["g_opt"], g_vars["params"])
@@ -201,7 +194,7 @@ def train_step(config, G, D, g_tx, d_tx, state, batch):
         variables = {**d_vars, "params": d_params}
         fake_logits = D.apply(variables, gen_img)
         real_logits = D.apply(variables, real)
-        loss = jnp.mean(jax.nn.softplus(fake_logits)) + jnp.mean(jax.nn.softplus(-real_logits))
+        loss = gan.logistic_loss(fake_logits, real=False) + gan.logistic_loss(real_logits, True)
         return loss, (jnp.mean(fake_logits), jnp.mean(real_logits))
 
     (d_loss, (fake_mean, real_mean)), d_grads = jax.value_and_grad(d_main_loss, has_aux=True)(
@@ -221,7 +214,7 @@ def train_step(config, G, D, g_tx, d_tx, state, batch):
         d_params, d_opt = operand
 
         def loss_fn(params):
-            penalty = r1_penalty(D, {**d_vars, "params": params}, real)
+            penalty = gan.r1_penalty(lambda x: D.apply({**d_vars, "params": params}, x), real)
             return jnp.mean(penalty) * (t.r1_gamma / 2) * t.r1_interval, jnp.mean(penalty)
 
         (_, penalty), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
@@ -238,10 +231,8 @@ def train_step(config, G, D, g_tx, d_tx, state, batch):
         metrics["r1_penalty"] = (r1, do_r1.astype(jnp.float32))
 
     # ---- Generator EMA (parameters lerped, buffers copied), on the global batch size.
-    beta = loop.ema_beta(batch_size, step * batch_size, t.ema_kimg, t.ema_rampup)
-    g_ema_params = jax.tree_util.tree_map(
-        lambda p, e: p + beta * (e - p), g_params, state["g_ema"]["params"]
-    )
+    beta = gan.ema_beta(batch_size, step * batch_size, t.ema_kimg, t.ema_rampup)
+    g_ema_params = gan.ema_update(state["g_ema"]["params"], g_params, beta)
     new_g = {**g_vars, "params": g_params, "buffers": g_buffers}
     metrics["g_param_norm"] = global_norm(g_params)
     metrics["d_param_norm"] = global_norm(d_params)
