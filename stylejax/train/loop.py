@@ -250,6 +250,9 @@ class Task:
     # state -> ({metric: value}, images or None): a test-split evaluation, run every
     # config.eval_every steps and at the end; images are written as a grid.
     evaluate: Callable[[Any], tuple[dict, Any]] | None = None
+    # {key: jax.ShapeDtypeStruct} of one *global* batch as train_step receives it: what
+    # tools/aot_compile.py and the trace-once tests compile the step for, with no data.
+    batch_spec: dict[str, jax.ShapeDtypeStruct] | None = None
 
 
 def split_over_devices(x):
