@@ -10,7 +10,7 @@ from conftest import build_synthetic_faces
 from PIL import Image
 
 from configs import e4e as e4e_configs
-from stylejax import attribute_classifier, editing, metrics
+from stylejax import attribute_classifier, metrics, stylegan2_editing
 from stylejax.data import synthetic_faces
 from stylejax.data.synthetic_faces import SyntheticFacesConfig
 from stylejax.train import e4e as e4e_train
@@ -68,7 +68,7 @@ def test_move_to_distance_lands_on_the_target_distances():
     codes = rng.normal(size=(5, 3, 4)).astype(np.float32)
     direction = rng.normal(size=(3, 4))
     direction /= np.linalg.norm(direction)
-    boundary = editing.Boundary(direction.astype(np.float32), 0.3, 1.0)
+    boundary = stylegan2_editing.Boundary(direction.astype(np.float32), 0.3, 1.0)
     target = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
     moved = e4e_train.move_to_distance(codes, boundary, target)
     np.testing.assert_allclose(e4e_train.boundary_distance(moved, boundary), target, atol=1e-5)
@@ -84,7 +84,7 @@ def test_report_counts_and_the_fitted_boundary(setup):
     assert report["fit_examples"] == 64 and report["test_examples"] == DATA.num_test
     train = split(config, "train", ("image", "attributes"), 64)
     labels = train["attributes"]["Smiling"].astype(bool)
-    boundary = editing.fit_direction(train["image"].reshape(64, 1, -1), labels)
+    boundary = stylegan2_editing.fit_direction(train["image"].reshape(64, 1, -1), labels)
     assert report["boundary_train_accuracy"] == pytest.approx(boundary.accuracy)
     distance = e4e_train.boundary_distance(train["image"].reshape(64, 1, -1), boundary)
     want = [distance[~labels].mean(), distance[labels].mean()]
@@ -108,7 +108,7 @@ def test_accuracies_and_psnrs_match_direct_computations(setup):
     train = split(config, "train", ("image", "attributes"), 64)
     train_codes = train["image"].reshape(64, 1, -1)
     train_labels = train["attributes"]["Smiling"].astype(bool)
-    boundary = editing.fit_direction(train_codes, train_labels)
+    boundary = stylegan2_editing.fit_direction(train_codes, train_labels)
     distance = e4e_train.boundary_distance(train_codes, boundary)
     class_mean = np.array([distance[~train_labels].mean(), distance[train_labels].mean()])
     codes = x.reshape(len(x), 1, -1)

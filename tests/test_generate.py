@@ -1,4 +1,4 @@
-"""stylejax.generate on the shipped 64 px generator: seeds, truncation, style-mixing cells
+"""stylejax.stylegan2_generate on the shipped 64 px generator: seeds, truncation, style-mixing cells
 against direct generator calls, interpolation paths, latent files."""
 
 from pathlib import Path
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import stylejax
-from stylejax import generate as gen
+from stylejax import stylegan2_generate as gen
 from stylejax.convert import load_pretrained
 
 SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"

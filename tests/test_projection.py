@@ -1,5 +1,5 @@
-"""stylejax.projection: a latent drawn from the shipped generator is recovered (PSNR bound),
-the full recipe (W+, noise maps, LPIPS) lowers its distance and keeps the noise maps
+"""stylejax.stylegan2_projection: a latent drawn from the shipped generator is recovered
+(PSNR bound), the full recipe (W+, noise maps, LPIPS) lowers its distance and keeps the noise maps
 normalised, and the schedule and regulariser follow the StyleGAN2 projector."""
 
 from pathlib import Path
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import stylejax
-from stylejax import generate as gen
-from stylejax import metrics, projection
+from stylejax import metrics, stylegan2_projection
+from stylejax import stylegan2_generate as gen
 from stylejax.convert import load_pretrained
 from stylejax.models.lpips import LPIPS
 
@@ -56,12 +56,12 @@ def test_projection_recovers_a_generated_latent(model, targets):
     """W space with the generator's own noise maps: the target is reachable exactly."""
     G, variables = model
     ws_true, target = targets
-    config = projection.ProjectionConfig(
+    config = stylegan2_projection.ProjectionConfig(
         num_steps=50, optimize_noise=False, w_avg_samples=2000, num_snapshots=5
     )
-    result = projection.project(G, variables, target, config)
+    result = stylegan2_projection.project(G, variables, target, config)
     psnr = np.asarray(metrics.psnr(result.images, target))
-    w_avg = projection.sample_w_stats(G, variables, 2000)[0]
+    w_avg = stylegan2_projection.sample_w_stats(G, variables, 2000)[0]
     start = np.asarray(metrics.psnr(gen.synthesize(G, variables, 0 * ws_true + w_avg), target))
     # Measured: 35.5 and 30.9 dB after 50 steps, from 20.2 and 16.3 dB at w_avg.
     assert psnr.min() > 28, f"reconstruction PSNR {psnr} dB after 50 steps"
@@ -81,10 +81,10 @@ def test_projection_recovers_a_generated_latent(model, targets):
 def test_full_recipe_with_lpips_and_noise_maps(model, targets, random_lpips):
     G, variables = model
     _, target = targets
-    config = projection.ProjectionConfig(
+    config = stylegan2_projection.ProjectionConfig(
         num_steps=8, space="w+", w_avg_samples=2000, num_snapshots=2
     )
-    result = projection.project(G, variables, target, config, lpips=random_lpips, seed=1)
+    result = stylegan2_projection.project(G, variables, target, config, lpips=random_lpips, seed=1)
     assert result.distance == "lpips"
     d = result.distances
     assert np.all(d[-2:].mean(0) < 0.7 * d[:2].mean(0)), d
@@ -95,31 +95,33 @@ def test_full_recipe_with_lpips_and_noise_maps(model, targets, random_lpips):
     np.testing.assert_allclose(d[-1], last, rtol=1e-4)
     assert result.ws.shape == (2, G.num_ws, G.w_dim)
     assert not np.allclose(result.ws[:, 0], result.ws[:, -1])  # W+: rows move separately
-    names = projection.noise_names(variables)
+    names = stylegan2_projection.noise_names(variables)
     assert sorted(result.noise) == names and result.noise["b64/conv1"].shape == (2, 64, 64)
     for v in result.noise.values():  # re-normalised after every step
         np.testing.assert_allclose(v.mean(axis=(1, 2)), 0, atol=1e-4)
         np.testing.assert_allclose(v.std(axis=(1, 2)), 1, atol=1e-3)
-    again = projection.synthesize_with_noise(G, variables, result.ws, result.noise)
+    again = stylegan2_projection.synthesize_with_noise(G, variables, result.ws, result.noise)
     np.testing.assert_allclose(again, result.images, atol=1e-4)
 
 
 def test_schedules_follow_the_official_projector():
-    c = projection.ProjectionConfig(num_steps=1000)
-    lr = np.asarray([projection.learning_rate(s, c) for s in (0, 25, 50, 500, 750, 875, 1000)])
+    c = stylegan2_projection.ProjectionConfig(num_steps=1000)
+    lr = np.asarray(
+        [stylegan2_projection.learning_rate(s, c) for s in (0, 25, 50, 500, 750, 875, 1000)]
+    )
     np.testing.assert_allclose(lr, [0, 0.05, 0.1, 0.1, 0.1, 0.05, 0], atol=1e-6)
-    scale = [float(projection.w_noise_scale(s, 2.0, c)) for s in (0, 375, 750, 900)]
+    scale = [float(stylegan2_projection.w_noise_scale(s, 2.0, c)) for s in (0, 375, 750, 900)]
     np.testing.assert_allclose(scale, [0.1, 0.025, 0, 0], atol=1e-7)
 
 
 def test_noise_regularization_and_normalization():
     ones = {"a": np.ones((1, 16, 16)), "b": np.ones((1, 4, 4))}
-    reg = jax.jit(projection.noise_regularization)
+    reg = jax.jit(stylegan2_projection.noise_regularization)
     # Constant maps correlate fully: 2 per pyramid level (16 → 8: two levels; 4: one).
     np.testing.assert_allclose(reg(ones), [6.0], rtol=1e-6)
     white = np.random.default_rng(0).normal(size=(1, 128, 128))
-    assert float(jax.jit(projection.noise_regularization)({"a": white})[0]) < 1e-3
-    scaled = jax.jit(projection.normalize_noise)({"a": 3 * white + 2})["a"]
+    assert float(jax.jit(stylegan2_projection.noise_regularization)({"a": white})[0]) < 1e-3
+    scaled = jax.jit(stylegan2_projection.normalize_noise)({"a": 3 * white + 2})["a"]
     np.testing.assert_allclose([scaled.mean(), scaled.std()], [0, 1], atol=1e-5)
 
 
@@ -128,6 +130,6 @@ def test_bad_targets_and_config(model):
     with pytest.raises(
         ValueError, match=r"targets must be \[N, 64, 64, 3\].*got shape \(1, 32, 32, 3\)"
     ):
-        projection.project(G, variables, np.zeros((1, 32, 32, 3)))
+        stylegan2_projection.project(G, variables, np.zeros((1, 32, 32, 3)))
     with pytest.raises(ValueError, match="projection space must be 'w' or 'w\\+', got 'z'"):
-        projection.ProjectionConfig(space="z")
+        stylegan2_projection.ProjectionConfig(space="z")

@@ -1,6 +1,6 @@
-"""The thin CLIs tools/generate.py, project.py, edit.py, align_faces.py: --help explains,
-runs write their files, bad input gives a clear error (run in-process: the generator
-programs compiled by test_generate/test_editing are reused)."""
+"""The thin CLIs tools/stylegan2_generate.py, stylegan2_project.py, stylegan2_edit.py,
+align_faces.py: --help explains, runs write their files, bad input gives a clear error (run
+in-process: the generator programs compiled by test_generate/test_editing are reused)."""
 
 import importlib.util
 from pathlib import Path
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import stylejax
-from stylejax import projection
+from stylejax import stylegan2_projection
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"
@@ -26,16 +26,23 @@ def _tool(name):
 
 @pytest.fixture(scope="module")
 def tools():
-    return {n: _tool(n) for n in ("generate", "project", "edit", "align_faces")}
+    return {
+        n: _tool(n)
+        for n in ("stylegan2_generate", "stylegan2_project", "stylegan2_edit", "align_faces")
+    }
 
 
 @pytest.mark.parametrize(
     "name, argv, phrases",
     [
-        ("generate", ["--help"], ["images", "mix", "interp", "truncation"]),
-        ("generate", ["mix", "--help"], ["--layers", "W+ entries taken from the columns"]),
-        ("project", ["--help"], ["LPIPS", "latents.npy", "progress.png", "--space"]),
-        ("edit", ["--help"], ["--sefa", "--pca", "--fit", "--direction", "--strengths"]),
+        ("stylegan2_generate", ["--help"], ["images", "mix", "interp", "truncation"]),
+        (
+            "stylegan2_generate",
+            ["mix", "--help"],
+            ["--layers", "W+ entries taken from the columns"],
+        ),
+        ("stylegan2_project", ["--help"], ["LPIPS", "latents.npy", "progress.png", "--space"]),
+        ("stylegan2_edit", ["--help"], ["--sefa", "--pca", "--fit", "--direction", "--strengths"]),
         ("align_faces", ["--help"], ["FFHQ", "--landmarks", "stylejax[align]"]),
     ],
 )
@@ -55,7 +62,7 @@ def _error(tool, argv):
 
 
 def test_generate_writes_images_and_grids(tools, tmp_path):
-    gen = tools["generate"]
+    gen = tools["stylegan2_generate"]
     gen.main(["images", "--seeds", "0-3", "--outdir", str(tmp_path / "g"), "--grid",
               str(tmp_path / "grid.png")])  # fmt: skip
     files = sorted(p.name for p in (tmp_path / "g").iterdir())
@@ -70,7 +77,7 @@ def test_generate_writes_images_and_grids(tools, tmp_path):
 
 
 def test_edit_writes_a_sweep(tools, tmp_path):
-    edit = tools["edit"]
+    edit = tools["stylegan2_edit"]
     edit.main(["--seeds", "0-1", "--sefa", "0", "--strengths=-2,2", "--out",
                str(tmp_path / "e.png"), "--save-direction", str(tmp_path / "d.npy")])  # fmt: skip
     assert Image.open(tmp_path / "e.png").size == (2 * 64 + 1, 2 * 64 + 1)
@@ -88,7 +95,7 @@ def test_edit_writes_a_sweep(tools, tmp_path):
 
 
 def test_project_writes_its_outputs(tools, tmp_path, monkeypatch):
-    """The tool's file handling around projection.project (the optimisation itself is
+    """The tool's file handling around stylegan2_projection.project (the optimisation itself is
     tested in test_projection.py), with a stand-in result."""
     target = np.full((80, 100, 3), 128, np.uint8)
     Image.fromarray(target).save(tmp_path / "face.png")
@@ -97,7 +104,7 @@ def test_project_writes_its_outputs(tools, tmp_path, monkeypatch):
         assert targets.shape == (1, 64, 64, 3) and abs(targets.mean()) < 0.01  # cropped, scaled
         n, steps = len(targets), config.num_steps
         progress(steps - 1, np.zeros(n))
-        return projection.ProjectionResult(
+        return stylegan2_projection.ProjectionResult(
             ws=np.zeros((n, G.num_ws, G.w_dim)),
             noise={"b4/conv1": np.zeros((n, 4, 4))},
             images=np.asarray(targets),
@@ -107,18 +114,22 @@ def test_project_writes_its_outputs(tools, tmp_path, monkeypatch):
             distance="mse",
         )
 
-    monkeypatch.setattr(projection, "project", fake_project)
+    monkeypatch.setattr(stylegan2_projection, "project", fake_project)
     out = tmp_path / "proj"
-    tools["project"].main([str(tmp_path / "face.png"), "--outdir", str(out), "--steps", "3"])
+    tools["stylegan2_project"].main(
+        [str(tmp_path / "face.png"), "--outdir", str(out), "--steps", "3"]
+    )
     assert np.load(out / "latents.npy").shape == (1, 10, 64)
     assert "b4/conv1" in np.load(out / "noise.npz").files
     assert Image.open(out / "progress.png").size == (5 * 64 + 4, 64)  # target, 3 snaps, result
     assert len((out / "distances.txt").read_text().splitlines()) == 4
     (tmp_path / "notes.png").write_text("not an image")
     assert "notes.png: cannot read as an image" in _error(
-        tools["project"], [str(tmp_path / "notes.png"), "--outdir", str(out)]
+        tools["stylegan2_project"], [str(tmp_path / "notes.png"), "--outdir", str(out)]
     )
-    assert "does not exist" in _error(tools["project"], ["nope.png", "--outdir", str(out)])
+    assert "does not exist" in _error(
+        tools["stylegan2_project"], ["nope.png", "--outdir", str(out)]
+    )
 
 
 def test_align_faces_from_a_landmark_file(tools, tmp_path):

@@ -18,7 +18,7 @@ import pytest
 from conftest import build_synthetic_faces, set_fields
 
 from configs import psp as psp_configs
-from stylejax import inference
+from stylejax import psp_inference
 from stylejax.convert import save_converted
 from stylejax.data.synthetic_faces import SyntheticFacesConfig
 from stylejax.models import irse, lpips
@@ -234,7 +234,7 @@ def test_all_loss_terms_train_and_the_encoder_moves(trained):
 
 def test_exported_model_is_the_trained_one_and_mixes_styles(trained):
     config, workdir, state, _ = trained
-    model = inference.load_psp(workdir / "model")
+    model = psp_inference.load_psp(workdir / "model")
     task, _, _ = trainer.make_task(config, (RES, RES, 3), loop.make_mesh(jax.devices()[:1]))
     want = trainer._variables(task.frozen, jax.device_get(state["params"]), state["batch_stats"])
     want, got = jax.device_get(want), model.variables

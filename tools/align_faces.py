@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from stylejax import align
-from stylejax import generate as gen
+from stylejax import stylegan2_generate as gen
 from stylejax.images import save_image
 
 

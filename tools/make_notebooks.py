@@ -67,7 +67,7 @@ QUICKSTART = [
 StyleGAN2 in JAX/Flax. This notebook converts an official checkpoint if you give one (or
 uses the small synthetic-faces generator shipped with the package), then generates images
 with truncation, draws a style-mixing grid and interpolation strips. It runs offline, on a
-CPU too. The same functions back `tools/generate.py` (see docs/tools.md).""",
+CPU too. The same functions back `tools/stylegan2_generate.py` (see docs/tools.md).""",
     ),
     ("code", SETUP),
     (
@@ -106,7 +106,7 @@ face.""",
     (
         "code",
         """\
-from stylejax import generate as gen
+from stylejax import stylegan2_generate as gen
 
 seeds = list(range(4 if TINY else 8))
 z = gen.z_from_seeds(seeds, G.z_dim)
@@ -151,7 +151,8 @@ show(np.concatenate([w_strip, z_strip]), cols=len(w_strip), name="interpolation"
         "md",
         """\
 Next: `inversion_and_editing.ipynb` projects an image into the generator and edits it.
-From the shell: `python tools/generate.py images --seeds 0-15 --trunc 0.7 --grid out.png`.""",
+From the shell:
+`python tools/stylegan2_generate.py images --seeds 0-15 --trunc 0.7 --grid out.png`.""",
     ),
 ]
 
@@ -174,8 +175,8 @@ converted weights (FFHQ config-f); the mechanics are the same.""",
     (
         "code",
         """\
-from stylejax import align, editing, projection
-from stylejax import generate as gen
+from stylejax import align, stylegan2_editing, stylegan2_projection
+from stylejax import stylegan2_generate as gen
 from stylejax.convert import load_pretrained
 
 NETWORK = SHIPPED  # or a converted FFHQ generator directory
@@ -232,10 +233,10 @@ the pixel MSE, and a warning says so.""",
         """\
 from stylejax import metrics
 
-config = projection.ProjectionConfig(
+config = stylegan2_projection.ProjectionConfig(
     num_steps=50 if TINY else 300, optimize_noise=False, w_avg_samples=2000, num_snapshots=5
 )
-result = projection.project(G, variables, targets, config)
+result = stylegan2_projection.project(G, variables, targets, config)
 print("PSNR (dB):", np.round(np.asarray(metrics.psnr(result.images, targets)), 2))
 strip = np.concatenate([targets[:, None], result.snapshots.transpose(1, 0, 2, 3, 4),
                         result.images[:, None]], axis=1)
@@ -256,10 +257,12 @@ in Colab). Rows: SeFa direction 0 on the coarse W+ entries, PCA component 0 (in 
 ws = result.ws
 STRENGTH = 5.0  # @param {type:"slider", min:0.5, max:10, step:0.5}
 strengths = np.linspace(-STRENGTH, STRENGTH, 4 if TINY else 7)
-dirs, eigenvalues = editing.sefa(G, variables, layers=range(4))
-sefa_strip = editing.strength_sweep(G, variables, ws[:1], dirs[0], strengths, layers=range(4))
-pca = editing.ganspace_pca(G, variables, num_samples=2000 if TINY else 20000)
-pca_strip = editing.strength_sweep(G, variables, ws[:1], pca.direction(0), strengths / 2)
+dirs, eigenvalues = stylegan2_editing.sefa(G, variables, layers=range(4))
+sefa_strip = stylegan2_editing.strength_sweep(
+    G, variables, ws[:1], dirs[0], strengths, layers=range(4)
+)
+pca = stylegan2_editing.ganspace_pca(G, variables, num_samples=2000 if TINY else 20000)
+pca_strip = stylegan2_editing.strength_sweep(G, variables, ws[:1], pca.direction(0), strengths / 2)
 show(np.concatenate([sefa_strip[0], pca_strip[0]]), cols=len(strengths), name="edits")""",
     ),
     (
@@ -275,13 +278,13 @@ classifier: how much brighter the top of the image (hair) is than its centre (fa
         "code",
         """\
 n = 64 if TINY else 1000
-z, w = editing.sample_w(G, variables, n, seed=5)
+z, w = stylegan2_editing.sample_w(G, variables, n, seed=5)
 imgs = gen.synthesize(G, variables, np.repeat(w[:, None], G.num_ws, axis=1), batch_size=4)
 score = imgs[:, : R // 5].mean(axis=(1, 2, 3)) - imgs[:, 2 * R // 5 : 3 * R // 5].mean(axis=(1, 2, 3))
-idx, labels = editing.labels_from_scores(score, fraction=0.1)
-boundary = editing.fit_direction(w[idx], labels)
+idx, labels = stylegan2_editing.labels_from_scores(score, fraction=0.1)
+boundary = stylegan2_editing.fit_direction(w[idx], labels)
 print(f"boundary fitted on {len(idx)} codes, training accuracy {boundary.accuracy:.0%}")
-fit_strip = editing.strength_sweep(G, variables, ws[:1], boundary.direction, strengths)
+fit_strip = stylegan2_editing.strength_sweep(G, variables, ws[:1], boundary.direction, strengths)
 show(fit_strip[0], cols=len(strengths), name="fitted_edit")""",
     ),
     (
@@ -313,9 +316,9 @@ def resized(batch, size):
 
 PSP_MODEL = os.environ.get("STYLEJAX_PSP_MODEL", "")  # @param {type:"string"}
 if PSP_MODEL:
-    from stylejax import inference
+    from stylejax import psp_inference
 
-    psp = inference.load_psp(PSP_MODEL)
+    psp = psp_inference.load_psp(PSP_MODEL)
     x = resized(targets, psp.input_size)
     recon, codes = psp.reconstruct(x)
     show(np.concatenate([x, np.asarray(recon)]), cols=len(x), name="psp_reconstruction")
@@ -325,9 +328,9 @@ if PSP_MODEL:
     decoder = psp.module.decoder
     dec_vars = {"params": psp.variables["params"]["decoder"],
                 "buffers": psp.variables["buffers"]["decoder"]}
-    dirs, _ = editing.sefa(decoder, dec_vars, layers=range(4))
-    sweep = editing.strength_sweep(decoder, dec_vars, np.asarray(codes)[:1], dirs[0], strengths,
-                                   layers=range(4))
+    dirs, _ = stylegan2_editing.sefa(decoder, dec_vars, layers=range(4))
+    sweep = stylegan2_editing.strength_sweep(decoder, dec_vars, np.asarray(codes)[:1], dirs[0],
+                                             strengths, layers=range(4))
     show(sweep[0], cols=len(strengths), name="psp_edit")
 else:
     print("PSP_MODEL not set: skipping pSp inversion")""",
@@ -409,8 +412,9 @@ else:
     (
         "md",
         """\
-From the shell: `tools/project.py`, `tools/edit.py --sefa/--pca/--fit/--direction` and
-`tools/align_faces.py` do the same (docs/tools.md).""",
+From the shell: `tools/stylegan2_project.py`,
+`tools/stylegan2_edit.py --sefa/--pca/--fit/--direction` and `tools/align_faces.py` do the
+same (docs/tools.md).""",
     ),
 ]
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax
 import numpy as np
 
-from stylejax import images, inference
-from stylejax.generate import Progress
+from stylejax import images, psp_inference
+from stylejax.stylegan2_generate import Progress
 from stylejax.train.psp import source_for_display
 
 
@@ -56,8 +56,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     try:
-        model = inference.load_psp(args.model)
-        files = inference.image_files(args.images)
+        model = psp_inference.load_psp(args.model)
+        files = psp_inference.image_files(args.images)
         mask = parse_layers(args.latent_mask) if args.latent_mask else None
     except ValueError as e:
         parser.error(str(e))
@@ -70,7 +70,7 @@ def main(argv=None):
     start = time.time()
     for i in range(0, len(files), args.batch):
         chunk = files[i : i + args.batch]
-        x = inference.load_images(chunk, model)
+        x = psp_inference.load_images(chunk, model)
         outputs, codes = model.reconstruct(x, args.full_size)
         rows = [np.asarray(outputs)[:, None]]
         if args.multimodal:

@@ -381,7 +381,7 @@ def _examples(config, split: str, keys, limit: int):
 
 
 def boundary_distance(codes, boundary) -> np.ndarray:
-    """Signed distances [N] of codes [N, ...] from a fitted boundary (editing.Boundary)."""
+    """Signed distances [N] of codes [N, ...] from a fitted stylegan2_editing.Boundary."""
     codes = np.asarray(codes)
     return (codes * boundary.direction).reshape(len(codes), -1).sum(1) + boundary.offset
 
@@ -395,17 +395,17 @@ def move_to_distance(codes, boundary, distance) -> np.ndarray:
 def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
     """The editing proof on the synthetic faces, whose `smile_flipped` render is the true
     edit. A direction for config.edit.attribute is fitted InterFaceGAN-style (logistic
-    regression, editing.fit_direction) on the W+ codes of encoded training faces and their
+    regression, stylegan2_editing.fit_direction) on the W+ codes of encoded training faces and their
     labels; each encoded test face then moves along it to the mean boundary distance of the
     other class's training codes. Reported: the attribute classifier's accuracy on the
     reconstructions (true labels) and on the edits (toggled labels), how far the edit moves
     its score (logit) towards the target class (mean, and the fraction of faces it moves that
     way), and for Smiling the PSNR against smile_flipped inside the mouth region (edit, and
-    the reconstruction as the baseline) and outside it. `model`: an inference.PSPModel. Writes
+    the reconstruction as the baseline) and outside it. `model`: a psp_inference.PSPModel. Writes
     folder/edit_<attribute>.png: rows input, reconstruction, edit, smile_flipped. The
     classifier `clf` is trained (or loaded from folder) with attribute_classifier's defaults
     unless given."""
-    from stylejax import attribute_classifier, editing
+    from stylejax import attribute_classifier, stylegan2_editing
     from stylejax import images as images_lib
     from stylejax import metrics as metrics_lib
     from stylejax.data import synthetic_faces
@@ -417,7 +417,7 @@ def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
         train_codes.append(np.asarray(model.encode(batch["image"])))
         train_labels.append(batch["attributes"][attr])
     codes, labels = np.concatenate(train_codes), np.concatenate(train_labels).astype(bool)
-    boundary = editing.fit_direction(codes, labels)
+    boundary = stylegan2_editing.fit_direction(codes, labels)
     distance = boundary_distance(codes, boundary)
     class_mean = np.array([distance[~labels].mean(), distance[labels].mean()])
 
@@ -486,10 +486,10 @@ def train_and_evaluate(config, workdir):
     baseline, _ = task.evaluate(state, baseline=True)
     extra = {"w_avg_baseline": baseline}
     if config.edit.attribute and jax.process_count() == 1:  # a host-local measurement
-        from stylejax import inference
+        from stylejax import psp_inference
 
         variables = psp_train._variables(task.frozen, state["params"], state["batch_stats"])
-        trained = inference.PSPModel(model, jax.device_get(variables), model_cfg)
+        trained = psp_inference.PSPModel(model, jax.device_get(variables), model_cfg)
         extra["edit"] = edit_consistency(config, trained, workdir)
     report = finish(config, workdir, task, state, history, model_cfg, extra)
     logging.info("test-split report: %s", report)

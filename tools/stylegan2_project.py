@@ -1,6 +1,6 @@
 """Projects real images into a StyleGAN2 generator's latent space (StyleGAN2 paper, app. D).
 
-  python tools/project.py face.png other.png --outdir out/proj --space w+ --steps 1000 \\
+  python tools/stylegan2_project.py face.png other.png --outdir out/proj --space w+ --steps 1000 \\
       --lpips converted/lpips_vgg
 
 For each image (centre-cropped to a square and resized to the generator's resolution) the
@@ -10,7 +10,8 @@ Adam with the paper's learning-rate ramp and decaying noise on w. All images are
 together, each with its own latent; all steps run in one compiled loop.
 
 Writes into --outdir:
-  latents.npy       W+ codes [N, num_ws, w_dim] (feed to tools/edit.py or tools/generate.py)
+  latents.npy       W+ codes [N, num_ws, w_dim] (feed to tools/stylegan2_edit.py or
+                    tools/stylegan2_generate.py)
   noise.npz         the optimised noise maps (images re-create exactly with both files)
   <name>_proj.png   each projected image
   progress.png      one row per image: target, snapshots along the optimisation, result
@@ -31,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from stylejax import generate as gen
-from stylejax import images, projection
+from stylejax import images, stylegan2_projection
+from stylejax import stylegan2_generate as gen
 from stylejax.convert import load_pretrained
 from stylejax.convert.readers import CheckpointError
 from stylejax.metrics import psnr
@@ -94,7 +95,7 @@ def run(args):
             raise ValueError(f"{args.lpips}: expected a converted LPIPS network, found {lpips[0]}")
         print(f"distance: LPIPS ({lpips[0].net}) from {args.lpips}")
     targets = np.stack([load_target(p, G.img_resolution) for p in args.targets])
-    config = projection.ProjectionConfig(
+    config = stylegan2_projection.ProjectionConfig(
         num_steps=args.steps,
         space=args.space,
         initial_learning_rate=args.lr,
@@ -106,7 +107,9 @@ def run(args):
     def progress(step, dist):
         bar(int(step) + 1, extra=f"distance {float(np.mean(dist)):.4f}")
 
-    result = projection.project(G, variables, targets, config, lpips, args.seed, progress=progress)
+    result = stylegan2_projection.project(
+        G, variables, targets, config, lpips, args.seed, progress=progress
+    )
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     gen.save_npy(out / "latents.npy", result.ws)

@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from stylejax import generate
+from stylejax import stylegan2_generate
 from stylejax.models import lpips as lpips_lib
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def sample_w_stats(G, variables, num_samples: int, seed: int = 123, c=None):
     z = np.random.RandomState(seed).randn(num_samples, G.z_dim).astype(np.float32)
     if c is not None:
         c = np.repeat(np.asarray(c, np.float32)[:1], num_samples, 0)
-    w = generate.map_to_ws(G, variables, z, c, batch_size=2000)[:, 0].astype(np.float64)
+    w = stylegan2_generate.map_to_ws(G, variables, z, c, batch_size=2000)[:, 0].astype(np.float64)
     w_avg = w.mean(0)
     w_std = math.sqrt(np.sum((w - w_avg) ** 2) / num_samples)
     return w_avg.astype(np.float32), w_std

@@ -1,20 +1,22 @@
 """Edits StyleGAN2 latents along a direction and writes a strength sweep as a strip.
 
   # SeFa direction 0 on the coarse W+ entries, seeds 0-3, strengths -5 … 5 in 7 steps
-  python tools/edit.py --seeds 0-3 --trunc 0.7 --sefa 0 --layers 0-3 --strengths=-5:5:7 \\
+  python tools/stylegan2_edit.py --seeds 0-3 --trunc 0.7 --sefa 0 --layers 0-3 --strengths=-5:5:7 \\
       --out out/sefa0.png
   # GANSpace PCA component 2 (strength in standard deviations) on projected latents
-  python tools/edit.py --latents out/proj/latents.npy --pca 2 --strengths=-3:3:7 --out pca2.png
+  python tools/stylegan2_edit.py --latents out/proj/latents.npy --pca 2 --strengths=-3:3:7 \\
+      --out pca2.png
   # a direction file: .npy, or .pt (InterFaceGAN/e4e tensors, rosinality factor files with
   # --component, GANSpace dictionaries with --component)
-  python tools/edit.py --seeds 5 --direction smile.pt --strengths=-3,0,3 --out smile.png
+  python tools/stylegan2_edit.py --seeds 5 --direction smile.pt --strengths=-3,0,3 --out smile.png
   # fit an InterFaceGAN-style direction from W codes [N, w_dim] and labels [N] (0/1, or
   # scores: the top and bottom --fit-fraction become the classes), save and apply it
-  python tools/edit.py --seeds 0-3 --fit w.npy labels.npy --save-direction attr.npy --out a.png
+  python tools/stylegan2_edit.py --seeds 0-3 --fit w.npy labels.npy --save-direction attr.npy \\
+      --out a.png
 
 Latents come from --seeds (mapped, optionally truncated) or --latents (z [N, z_dim] or W+
-[N, num_ws, w_dim] from tools/project.py or an encoder). One row per latent, one column per
-strength. --layers limits the edit to some W+ entries (as GANSpace edits are given).
+[N, num_ws, w_dim] from tools/stylegan2_project.py or an encoder). One row per latent, one
+column per strength. --layers limits the edit to some W+ entries (as GANSpace edits are given).
 """
 
 import argparse
@@ -25,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from stylejax import editing, images
-from stylejax import generate as gen
+from stylejax import images, stylegan2_editing
+from stylejax import stylegan2_generate as gen
 from stylejax.convert.readers import CheckpointError
 
 
@@ -48,7 +50,7 @@ def load_fit_data(latents_path, labels_path, fraction):
     scores = np.load(labels_path).reshape(-1)
     if np.isin(scores, (0, 1)).all():
         return lat, scores
-    idx, labels = editing.labels_from_scores(scores, fraction)
+    idx, labels = stylegan2_editing.labels_from_scores(scores, fraction)
     print(f"labels are scores: fitting on the top and bottom {fraction:.0%} ({len(idx)} codes)")
     return lat[idx], labels
 
@@ -58,21 +60,21 @@ def choose_direction(args, G, variables) -> tuple[np.ndarray, str]:
     if sum(x is not None for x in given) != 1:
         raise ValueError("pass exactly one of --direction, --sefa, --pca and --fit")
     if args.direction:
-        d = editing.load_direction(args.direction, args.component)
-        return editing.check_direction(d, G), f"direction {args.direction}"
+        d = stylegan2_editing.load_direction(args.direction, args.component)
+        return stylegan2_editing.check_direction(d, G), f"direction {args.direction}"
     if args.sefa is not None:
         layers = gen.parse_range(args.layers) if args.layers else None
-        dirs, eig = editing.sefa(G, variables, layers)
+        dirs, eig = stylegan2_editing.sefa(G, variables, layers)
         print(f"SeFa eigenvalues (top 5): {[round(float(e), 3) for e in eig[:5]]}")
         return dirs[args.sefa], f"SeFa direction {args.sefa}"
     if args.pca is not None:
-        pca = editing.ganspace_pca(G, variables, args.pca_samples)
+        pca = stylegan2_editing.ganspace_pca(G, variables, args.pca_samples)
         print(f"GANSpace PCA stds (top 5): {[round(float(s), 3) for s in pca.stds[:5]]}")
         return pca.direction(args.pca), f"PCA component {args.pca} (strength in σ)"
     latents, labels = load_fit_data(*args.fit, args.fit_fraction)
     if latents.ndim == 3:
         latents = latents[:, 0]
-    b = editing.fit_direction(latents, labels)
+    b = stylegan2_editing.fit_direction(latents, labels)
     print(f"fitted direction: training accuracy {b.accuracy:.1%} on {len(labels)} codes")
     return b.direction, "fitted direction"
 
@@ -127,7 +129,7 @@ def run(args):
     strengths = parse_strengths(args.strengths)
     direction, what = choose_direction(args, G, variables)
     layers = gen.parse_range(args.layers) if args.layers else None
-    imgs = editing.strength_sweep(
+    imgs = stylegan2_editing.strength_sweep(
         G,
         variables,
         ws,
@@ -141,7 +143,9 @@ def run(args):
     if args.save_direction:
         gen.save_npy(args.save_direction, direction)
     if args.save_latents:
-        gen.save_npy(args.save_latents, editing.apply_direction(ws, direction, strengths, layers))
+        gen.save_npy(
+            args.save_latents, stylegan2_editing.apply_direction(ws, direction, strengths, layers)
+        )
     print(
         f"wrote {args.out}: {len(ws)} latents × strengths {np.round(strengths, 3).tolist()} "
         f"along the {what}"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from flax import traverse_util
 
-from stylejax import generate
+from stylejax import stylegan2_generate
 from stylejax.convert.readers import load_checkpoint
 from stylejax.models import stylegan2 as sg
 
@@ -128,7 +128,7 @@ def strength_sweep(
     edited = apply_direction(ws, check_direction(direction, G), strengths, layers)
     s, n = edited.shape[:2]
     flat = edited.transpose(1, 0, 2, 3).reshape(n * s, *edited.shape[2:])
-    imgs = generate.synthesize(
+    imgs = stylegan2_generate.synthesize(
         G, variables, flat, noise_mode, batch_size=batch_size, progress=progress
     )
     return imgs.reshape(n, s, *imgs.shape[1:])
@@ -155,7 +155,9 @@ def ganspace_pca(
     """GANSpace (Härkönen et al. 2020): principal axes of mapped codes w = f(z), z ~ N(0, I)."""
     z = np.random.RandomState(seed).randn(num_samples, G.z_dim).astype(np.float32)
     labels = None if c is None else np.repeat(np.asarray(c)[:1], num_samples, 0)
-    w = generate.map_to_ws(G, variables, z, labels, batch_size=1024)[:, 0].astype(np.float64)
+    w = stylegan2_generate.map_to_ws(G, variables, z, labels, batch_size=1024)[:, 0].astype(
+        np.float64
+    )
     mean = w.mean(0)
     # SVD of the centred samples: rows of vt are the principal axes.
     _, s, vt = np.linalg.svd(w - mean, full_matrices=False)
@@ -278,5 +280,7 @@ def project_out(direction, other) -> np.ndarray:
 def sample_w(G, variables, num_samples: int, seed: int = 0, truncation_psi: float = 1.0):
     """(z [N, z_dim], W [N, w_dim]) for labelling samples before `fit_direction`."""
     z = np.random.RandomState(seed).randn(num_samples, G.z_dim).astype(np.float32)
-    ws = generate.map_to_ws(G, variables, z, truncation_psi=truncation_psi, batch_size=1024)
+    ws = stylegan2_generate.map_to_ws(
+        G, variables, z, truncation_psi=truncation_psi, batch_size=1024
+    )
     return z, ws[:, 0]

@@ -2,11 +2,11 @@
 mixing, latent interpolation and latent-direction edits, on a converted official checkpoint
 or a model trained here.
 
-    from stylejax import inference
-    model = inference.load_psp("converted/psp_ffhq_encode")   # or <workdir>/model
-    images, codes = model.reconstruct(inference.load_images(paths, model))
+    from stylejax import psp_inference
+    model = psp_inference.load_psp("converted/psp_ffhq_encode")   # or <workdir>/model
+    images, codes = model.reconstruct(psp_inference.load_images(paths, model))
     mixed = model.multimodal(x, jax.random.PRNGKey(0), n_outputs=5, latent_mask=range(8, 18))
-    smiles = model.edit(x, editing.load_direction("smile.npy"), strengths=[-3, 0, 3])
+    smiles = model.edit(x, stylegan2_editing.load_direction("smile.npy"), strengths=[-3, 0, 3])
 
 Images are NHWC floats: RGB in [-1, 1], sketches in [0, 1] (1 channel), label maps one-hot
 (label_nc channels), at the model's input size (256 for the official models). Outputs are
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from stylejax import editing
+from stylejax import stylegan2_editing
 from stylejax.models import encoders
 from stylejax.nn import ops
 
@@ -124,10 +124,11 @@ class PSPModel:
 
     def edit(self, x, direction, strengths, layers=None, full_size: bool = False):
         """[N, S, H, W, 3]: each input encoded, moved along a latent direction (W [w_dim] or
-        W+ [num_ws, w_dim], e.g. from editing.load_direction or editing.fit_direction on
-        encoded images) by each strength, on the W+ entries in `layers` (all when None)."""
+        W+ [num_ws, w_dim], e.g. from stylegan2_editing.load_direction or
+        stylegan2_editing.fit_direction on encoded images) by each strength, on the W+ entries
+        in `layers` (all when None)."""
         codes = np.asarray(self.encode(x))
-        edited = editing.apply_direction(codes, direction, strengths, layers)
+        edited = stylegan2_editing.apply_direction(codes, direction, strengths, layers)
         images = [self.decode(c, full_size) for c in edited]
         return jnp.stack(images, axis=1)
 

@@ -1,14 +1,14 @@
 """Images from a StyleGAN2 generator (any converted or trained checkpoint directory).
 
   # one PNG per seed plus a grid, truncation ψ = 0.7 on the first 8 W+ entries
-  python tools/generate.py images --seeds 0-15 --trunc 0.7 --trunc-cutoff 8 --outdir out/gen \\
-      --grid out/gen_grid.png
+  python tools/stylegan2_generate.py images --seeds 0-15 --trunc 0.7 --trunc-cutoff 8 \\
+      --outdir out/gen --grid out/gen_grid.png
   # latents from a file: z [N, z_dim] or W+ [N, num_ws, w_dim] (.npy, or .npz with z/w/ws)
-  python tools/generate.py images --latents projected/latents.npy --outdir out/from_file
+  python tools/stylegan2_generate.py images --latents projected/latents.npy --outdir out/from_file
   # style mixing: rows × columns, W+ entries 0-6 taken from the column seeds
-  python tools/generate.py mix --rows 0-3 --cols 10-14 --layers 0-6 --out out/mix.png
+  python tools/stylegan2_generate.py mix --rows 0-3 --cols 10-14 --layers 0-6 --out out/mix.png
   # interpolation strip through seeds 1, 2, 3: lerp in W (or --space z: slerp in Z)
-  python tools/generate.py interp --seeds 1,2,3 --steps 8 --space w --out out/interp.png
+  python tools/stylegan2_generate.py interp --seeds 1,2,3 --steps 8 --space w --out out/interp.png
 
 --network defaults to the shipped 64 px synthetic-faces generator; pass any directory made
 by tools/convert_weights.py (e.g. the official FFHQ config-f). Seeds give the same z as
@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from stylejax import generate as gen
 from stylejax import images
+from stylejax import stylegan2_generate as gen
 from stylejax.convert.readers import CheckpointError
 
 
