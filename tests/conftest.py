@@ -1,5 +1,6 @@
-"""Shared test helpers: where the parity fixtures live, and error metrics."""
+"""Shared test helpers: where the parity fixtures live, error metrics, the tools as modules."""
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -12,10 +13,6 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     ).strip()
 
-import sys  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `configs` for the tests
-
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -25,10 +22,10 @@ jax.config.update(
     "jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "stylejax-test-jax-cache")
 )
 
+ROOT = Path(__file__).resolve().parents[1]
+
 # ../shared/fixtures relative to the repository root (override with STYLEJAX_FIXTURES).
-FIXTURES = Path(
-    os.environ.get("STYLEJAX_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures")
-)
+FIXTURES = Path(os.environ.get("STYLEJAX_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
 
 def fixture_file(name: str) -> Path:
@@ -40,6 +37,15 @@ def fixture_file(name: str) -> Path:
             f"folder beside the checkout (or STYLEJAX_FIXTURES pointing at it)"
         )
     return path
+
+
+def load_tool(name: str):
+    """tools/<name>.py as a module, to call its main(argv) in-process (tools/ holds scripts,
+    not a package)."""
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def assert_close(got, want, rel=1e-5, max_abs=1e-4, what=""):

@@ -12,23 +12,18 @@ same global batches.
 
 import argparse
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from configs import stylegan2 as stylegan2_configs
 from stylejax.main import maybe_initialize_distributed
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(steps: int):
     """configs/stylegan2.py's default shrunk until its step compiles in seconds."""
-    spec = importlib.util.spec_from_file_location("stylegan2_config", ROOT / "configs/stylegan2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config()
+    c = stylegan2_configs.get_config()
     c.model.resolution = 16
     c.model.channel_max = 16
     c.model.z_dim = c.model.w_dim = 32

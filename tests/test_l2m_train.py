@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import load_tool
 
 from configs import l2m as l2m_configs
 from stylejax import main
@@ -183,15 +184,11 @@ def test_configs_and_entry_point():
 
 def test_edit_tool_writes_strips_and_reference_edits(tmp_path, setup):
     """tools/l2m_edit.py on a tiny model saved in the converted layout (family l2m)."""
-    import sys
-    from pathlib import Path
-
     from PIL import Image
 
     from stylejax.convert import save_converted
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    import l2m_edit
+    l2m_edit = load_tool("l2m_edit")
 
     config, _, state, _ = setup
     meta = {

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, load_tool
 from lpips_backbones import digest, random_backbone
 from torch_writers import save_torch_legacy, save_torch_zip
 
@@ -169,13 +169,7 @@ def test_converter_errors(tmp_path, backbone_files):
 
 
 def test_convert_weights_tool(tmp_path, backbone_files, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "convert_weights", Path(__file__).resolve().parents[1] / "tools" / "convert_weights.py"
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("convert_weights")
     backbone, ref = str(backbone_files["vgg"]), str(DATA / "lpips_ref.npz")
     tool.main(
         [str(DATA / "vgg.pth"), str(tmp_path / "vgg"), "--lpips-backbone", backbone, "--ref", ref]

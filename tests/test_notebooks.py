@@ -2,27 +2,19 @@
 tools/make_notebooks.py writes, and every code cell runs top to bottom on tiny settings
 (in-process, so the generator programs the other tests compile are shared)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def _make_notebooks():
-    path = ROOT / "tools" / "make_notebooks.py"
-    spec = importlib.util.spec_from_file_location("make_notebooks", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_notebooks_are_generated_and_clean():
-    maker = _make_notebooks()
+    maker = load_tool("make_notebooks")
     assert sorted(p.name for p in NOTEBOOKS) == sorted(maker.NOTEBOOKS)
     for path in NOTEBOOKS:
         text = path.read_text()

@@ -2,15 +2,13 @@
 random checkpoint in the official key layout, BatchNorm semantics, converter errors, and
 the IntoW / IntoW+ ablations."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_close, fixture_file, nchw
+from conftest import assert_close, fixture_file, load_tool, nchw
 from test_encoder_ops import adaptive_avg_pool_ref
 from torch_writers import save_torch_legacy, save_torch_zip
 
@@ -74,11 +72,7 @@ def test_psp_config_and_latent_avg(psp_s32):
 
 
 def test_convert_weights_tool_detects_psp_and_checks_parity(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        "convert_weights", Path(__file__).parents[1] / "tools" / "convert_weights.py"
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("convert_weights")
     src, ref = fixture_file("psp_s32.pt"), fixture_file("psp_s32_ref.npz")
     tool.main([str(src), str(tmp_path / "o"), "--ref", str(ref)])
     printed = capsys.readouterr().out

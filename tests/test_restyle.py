@@ -2,15 +2,13 @@
 e4e_s32 fixtures (every step's codes and images; e4e at the final stage and at stage 4),
 format detection, converter errors, and the progressive-stage rules."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_close, fixture_file, nchw
+from conftest import assert_close, fixture_file, load_tool, nchw
 
 from stylejax.convert import convert, load_pretrained
 from stylejax.convert import restyle as restyle_convert
@@ -55,15 +53,6 @@ def restyle_e4e(tmp_path_factory):
     return _restyle_fixture("restyle_e4e_s32", tmp_path_factory)
 
 
-def convert_weights_tool():
-    spec = importlib.util.spec_from_file_location(
-        "convert_weights", Path(__file__).parents[1] / "tools" / "convert_weights.py"
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 def _check_every_step(result):
     ref = result["ref"]
     for k in range(5):
@@ -99,7 +88,7 @@ def test_restyle_config_and_latent_avg_rows(which, request):
         "style_dim": 64,
     }
     assert isinstance(result["model"].encoder, restyle.build_encoder(want).__class__)
-    summary = convert_weights_tool().summarize(result["out"], meta)
+    summary = load_tool("convert_weights").summarize(result["out"], meta)
     assert f"restyle: {want}" in summary and "32 px decoder" in summary
     # The fixture's latent_avg rows differ on purpose: all of them must survive.
     latent_avg = np.asarray(result["variables"]["buffers"]["latent_avg"])

@@ -2,11 +2,11 @@
 align_faces.py: --help explains, runs write their files, bad input gives a clear error (run
 in-process: the generator programs compiled by test_generate/test_editing are reused)."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_tool
 from PIL import Image
 
 import stylejax
@@ -17,17 +17,10 @@ SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"
 LANDMARKS = ROOT / "tests" / "data" / "align" / "astronaut_landmarks.txt"
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def tools():
     return {
-        n: _tool(n)
+        n: load_tool(n)
         for n in ("stylegan2_generate", "stylegan2_project", "stylegan2_edit", "align_faces")
     }
 

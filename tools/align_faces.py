@@ -13,10 +13,7 @@ without --landmarks the tool says how to install the detector.
 """
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError

@@ -45,12 +45,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # stylejax and configs
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from stylejax.models import stylegan2 as sg  # noqa: E402
+from stylejax.models import stylegan2 as sg
 
 
 def _time(fn, *args, iters):

@@ -3,12 +3,7 @@
 python tools/benchmark_data.py [--resolutions 64 256] [--batch 32] [--batches 100]
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from stylejax.data.benchmark import main  # noqa: E402
+from stylejax.data.benchmark import main
 
 if __name__ == "__main__":
     main()

@@ -20,16 +20,12 @@ linear heads (weights/v0.1/alex.pth or vgg.pth) as SRC and torchvision's backbon
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from stylejax.convert import convert, load_pretrained  # noqa: E402
-from stylejax.convert.readers import CheckpointError  # noqa: E402
+from stylejax.convert import convert, load_pretrained
+from stylejax.convert.readers import CheckpointError
 
 
 def summarize(out_dir, meta):

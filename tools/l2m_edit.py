@@ -13,10 +13,7 @@ input, reference, result). Images are centre-cropped and resized to the model's 
 """
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp

@@ -17,6 +17,7 @@ imported, not its compiled ops):
   python -m venv --system-site-packages /tmp/fid-venv   # torch 2.13.0+cpu, numpy, jax
   /tmp/fid-venv/bin/pip install --no-deps torchvision==0.28.0 pytorch-fid==0.3.0
   /tmp/fid-venv/bin/pip install scikit-image==0.26.0
+  /tmp/fid-venv/bin/pip install --no-deps -e .   # stylejax
   /tmp/fid-venv/bin/python tools/make_fid_fixture.py
 """
 
@@ -25,7 +26,6 @@ import contextlib
 import hashlib
 import importlib.metadata
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,6 @@ import numpy as np
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the random weights are drawn with numpy
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "data" / "fid"
-sys.path.insert(0, str(ROOT))
 SEED = 0  # of the random Inception weights
 
 

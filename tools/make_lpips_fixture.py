@@ -15,22 +15,28 @@ model definitions are enough, installed with --no-deps; its compiled ops are not
   python -m venv /tmp/lpips-venv
   /tmp/lpips-venv/bin/pip install torch==2.13.0 numpy jax flax tqdm scipy
   /tmp/lpips-venv/bin/pip install --no-deps torchvision==0.28.0 lpips==0.1.4
+  /tmp/lpips-venv/bin/pip install --no-deps -e .   # stylejax, for tests/lpips_backbones.py
   /tmp/lpips-venv/bin/python tools/make_lpips_fixture.py
 """
 
 import argparse
 import importlib.metadata
+import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from lpips_backbones import SEEDS, digest, random_backbone  # noqa: E402 (after the path)
+
+def load_backbones():
+    """tests/lpips_backbones.py, the seeded weights the test rebuilds (tests/ is no package)."""
+    path = ROOT / "tests" / "lpips_backbones.py"
+    spec = importlib.util.spec_from_file_location("lpips_backbones", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def import_lpips():
@@ -85,12 +91,14 @@ def main(argv=None):
     torch, lpips = import_lpips()
     import torchvision
 
+    backbones = load_backbones()
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     arrays = make_inputs(np.random.default_rng(5))
     for net in ("alex", "vgg"):
         model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False).eval()
-        backbone = random_backbone(net)
+        backbone = backbones.random_backbone(net)
         # slice{s}.{i}.{leaf} in the package's backbone is features.{i}.{leaf} in torchvision.
         state = {
             key: torch.from_numpy(backbone["features." + key.split(".", 1)[1]])
@@ -107,8 +115,8 @@ def main(argv=None):
                 arrays[f"{net}_{pair}_layers"] = torch.stack(
                     [v.reshape(-1) for v in layers], 1
                 ).numpy()
-        arrays[f"{net}_backbone_sha256"] = np.array(digest(backbone))
-        arrays[f"{net}_seed"] = np.array(SEEDS[net])
+        arrays[f"{net}_backbone_sha256"] = np.array(backbones.digest(backbone))
+        arrays[f"{net}_seed"] = np.array(backbones.SEEDS[net])
         print(net, "x:", arrays[f"{net}_x_distance"], "y:", arrays[f"{net}_y_distance"])
     arrays["versions"] = np.array(
         f"lpips {importlib.metadata.version('lpips')}, "

@@ -20,8 +20,10 @@ SETUP = '''\
 # Setup. In Colab: upload this repository (or mount Drive) to /content/stylejax, or set
 # STYLEJAX_DIR; the cell installs it. Locally it uses the checkout the notebook is in.
 import os
-import sys
+import site
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 try:
@@ -33,7 +35,9 @@ except ImportError:
     if not (repo / "setup.cfg").is_file():
         raise SystemExit("put the stylejax repository at /content/stylejax (or set STYLEJAX_DIR)")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", str(repo)], check=True)
-    sys.path.insert(0, str(repo))
+    # The editable install's import hook is a .pth file, read when Python starts: read it
+    # into this already running kernel too.
+    site.addsitedir(sysconfig.get_paths()["purelib"])
 
 import numpy as np
 import stylejax
@@ -83,7 +87,8 @@ stylegan2-ada-pytorch `.pkl` or a rosinality `.pt`; in Colab use the file browse
     (
         "code",
         """\
-from stylejax.convert import convert, load_pretrained
+from stylejax.convert import convert
+from stylejax.model_format import load_pretrained
 
 CHECKPOINT = ""  # e.g. "/content/stylegan2-ffhq-config-f.pkl"
 NETWORK = SHIPPED
@@ -177,7 +182,7 @@ converted weights (FFHQ config-f); the mechanics are the same.""",
         """\
 from stylejax import align, stylegan2_editing, stylegan2_projection
 from stylejax import stylegan2_generate as gen
-from stylejax.convert import load_pretrained
+from stylejax.model_format import load_pretrained
 
 NETWORK = SHIPPED  # or a converted FFHQ generator directory
 G, variables = load_pretrained(NETWORK)

@@ -17,11 +17,8 @@ Writes, per input, <out>/<name>.png (the output), <out>/coupled/<name>.png (inpu
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import numpy as np

@@ -9,17 +9,13 @@ perfect generator would reach) and from a randomly initialised generator (a ceil
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from stylejax import images, metrics  # noqa: E402
-from stylejax.convert import load_pretrained  # noqa: E402
-from stylejax.models import stylegan2 as sg  # noqa: E402
+from stylejax import images, metrics
+from stylejax.convert import load_pretrained
+from stylejax.models import stylegan2 as sg
 
 
 def real_images(name, split, n):

@@ -20,10 +20,6 @@ column per strength. --layers limits the edit to some W+ entries (as GANSpace ed
 """
 
 import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 

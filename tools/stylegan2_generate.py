@@ -18,11 +18,7 @@ Conditional generators need --class.
 """
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 from stylejax import images
 from stylejax import stylegan2_generate as gen

@@ -24,10 +24,7 @@ than LPIPS on photographs. Align faces first (tools/align_faces.py) for face gen
 """
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
