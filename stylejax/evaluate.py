@@ -42,7 +42,7 @@ from absl import app, flags, logging
 
 from stylejax import files, images, metrics
 from stylejax.convert import inception as convert_inception
-from stylejax.convert import load_pretrained, read_config
+from stylejax.model_format import load_pretrained, read_config
 from stylejax.models import stylegan2 as sg
 
 INCEPTION_ENV = "STYLEJAX_INCEPTION"  # default --inception

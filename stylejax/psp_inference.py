@@ -147,7 +147,7 @@ def load_psp(path) -> PSPModel:
     """A converted pSp or e4e checkpoint (tools/convert_weights.py) or a trained model
     (<workdir>/model, written at the end of pSp or e4e training). e4e is a pSp whose encoder
     adds per-layer offsets to one base code; it encodes and edits the same way."""
-    from stylejax.convert import load_pretrained, read_config
+    from stylejax.model_format import load_pretrained, read_config
 
     meta = read_config(path)
     name = next((n for n in ("psp", "e4e") if n in meta["networks"]), None)

@@ -1,7 +1,7 @@
 """Latent editing of a StyleGAN2 generator: directions from files, GANSpace PCA of W, SeFa
 closed-form factorisation, and InterFaceGAN-style directions fitted from labels.
 
-G, variables = stylejax.convert.load_pretrained("stylejax/pretrained/synthetic64")
+G, variables = stylejax.model_format.load_pretrained("stylejax/pretrained/synthetic64")
 dirs, strengths = sefa(G, variables)                  # [K, w_dim] unit, by importance
 pca = ganspace_pca(G, variables, num_samples=20000)   # mean, components, stds
 edited = apply_direction(ws, dirs[0], [-3, 0, 3], layers=range(0, 4))  # [3, N, num_ws, w_dim]

@@ -1,7 +1,7 @@
 """Images from a StyleGAN2 generator: seeds or latent files, style-mixing grids and
 interpolation strips.
 
-G, variables = stylejax.convert.load_pretrained("stylejax/pretrained/synthetic64")
+G, variables = stylejax.model_format.load_pretrained("stylejax/pretrained/synthetic64")
 z = z_from_seeds([0, 1, 2], G.z_dim)                     # the seeds → z of stylegan2-ada
 imgs = generate(G, variables, z, truncation_psi=0.7)    # [3, 64, 64, 3] in [-1, 1]
 tiles = style_mixing_grid(G, variables, [0, 1], [5, 6, 7], layers=range(0, 4))
@@ -31,7 +31,7 @@ SHIPPED = Path(__file__).resolve().parent / "pretrained" / "synthetic64"
 def load_generator(path=SHIPPED, which: str | None = None):
     """(G, variables) of a converted or exported StyleGAN2 generator directory, or a clear
     error when the directory holds another kind of network."""
-    from stylejax.convert import CheckpointError, load_pretrained
+    from stylejax.model_format import CheckpointError, load_pretrained
 
     G, variables = load_pretrained(path, which)
     if not isinstance(G, sg.Generator):

@@ -17,8 +17,8 @@ import pytest
 import torch_writers
 from conftest import assert_close, fixture_file, nchw
 
-from stylejax.convert import convert_stylegan2, load_pretrained, readers
-from stylejax.convert.readers import CheckpointError
+from stylejax.convert import convert_stylegan2, readers
+from stylejax.model_format import CheckpointError, load_pretrained
 
 # --------------------------------------------------------------------------- rosinality
 

@@ -11,7 +11,7 @@ from torch_writers import save_torch_zip
 import stylejax
 from stylejax import stylegan2_editing
 from stylejax import stylegan2_generate as gen
-from stylejax.convert import CheckpointError, load_pretrained
+from stylejax.model_format import CheckpointError, load_pretrained
 
 SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"
 

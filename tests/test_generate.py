@@ -9,7 +9,7 @@ import pytest
 
 import stylejax
 from stylejax import stylegan2_generate as gen
-from stylejax.convert import load_pretrained
+from stylejax.model_format import load_pretrained
 
 SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"
 

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from conftest import assert_close, fixture_file
 
-from stylejax.convert import convert, load_pretrained
+from stylejax import model_format
+from stylejax.convert import convert
 from stylejax.convert import l2m as l2m_convert
-from stylejax.convert.readers import CheckpointError, load_checkpoint
+from stylejax.convert.readers import load_checkpoint
+from stylejax.model_format import CheckpointError, load_pretrained
 from stylejax.models import fan, l2m, stargan_v2
 from stylejax.nn.ops import resize_bilinear_align_corners
 
@@ -40,7 +42,7 @@ def outputs(converted, ref):
     """Everything the parity tests compare, from one compiled function with one FAN and
     two generator instances (compiling them is most of this file's time)."""
     config, variables = converted
-    model = l2m_convert.build_l2m(config)
+    model = model_format.build("l2m", config)
 
     def parts(m, x, y_src, y_trg, styles, mask0, mask1):
         s, s1, s2, s3 = m.encode(x, y_src, y_trg)

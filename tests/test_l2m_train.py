@@ -186,7 +186,7 @@ def test_edit_tool_writes_strips_and_reference_edits(tmp_path, setup):
     """tools/l2m_edit.py on a tiny model saved in the converted layout (family l2m)."""
     from PIL import Image
 
-    from stylejax.convert import save_converted
+    from stylejax.model_format import save_model
 
     l2m_edit = load_tool("l2m_edit")
 
@@ -197,7 +197,7 @@ def test_edit_tool_writes_strips_and_reference_edits(tmp_path, setup):
         "source": "test",
         "networks": {"l2m": {"kind": "l2m", "config": trainer.model_kwargs(config)}},
     }
-    save_converted(tmp_path / "model", {"l2m": {"params": state["ema"]}}, meta)
+    save_model(tmp_path / "model", {"l2m": {"params": state["ema"]}}, meta)
     inputs = tmp_path / "in"
     inputs.mkdir()
     rng = np.random.default_rng(0)

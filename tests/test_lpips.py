@@ -13,8 +13,9 @@ from conftest import assert_close, load_tool
 from lpips_backbones import digest, random_backbone
 from torch_writers import save_torch_legacy, save_torch_zip
 
-from stylejax.convert import CheckpointError, convert, load_pretrained, readers
+from stylejax.convert import convert, readers
 from stylejax.convert import lpips as lpips_convert
+from stylejax.model_format import CheckpointError, load_pretrained
 from stylejax.models import lpips
 
 DATA = Path(__file__).resolve().parent / "data" / "lpips"

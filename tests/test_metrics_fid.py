@@ -13,9 +13,10 @@ import pytest
 from conftest import assert_close
 from torch_writers import save_torch_zip
 
-from stylejax import metrics
-from stylejax.convert import CheckpointError, convert
+from stylejax import metrics, model_format
+from stylejax.convert import convert
 from stylejax.convert import inception as convert_inception
+from stylejax.model_format import CheckpointError
 from stylejax.models import inception
 
 DATA = Path(__file__).resolve().parent / "data" / "fid"
@@ -85,7 +86,7 @@ def test_converter_maps_the_pytorch_fid_state_dict(weights):
     config, got = convert_inception.read_inception("pt_inception.pth", obj=sd)
     assert config == {"resize_input": True}
     jax.tree_util.tree_map(np.testing.assert_array_equal, got, jax.device_get(variables))
-    assert convert_inception.build_inception(config) == inception.FIDInceptionV3()
+    assert model_format.build("inception", config) == inception.FIDInceptionV3()
 
     aux = dict(sd, **{"AuxLogits.fc.weight": np.zeros((1000, 768), np.float32)})
     with pytest.raises(CheckpointError, match="torchvision's ImageNet Inception"):

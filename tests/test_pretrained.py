@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 import stylejax
-from stylejax.convert import load_pretrained
+from stylejax.model_format import load_pretrained
 
 SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"
 

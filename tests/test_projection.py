@@ -12,7 +12,7 @@ import pytest
 import stylejax
 from stylejax import metrics, stylegan2_projection
 from stylejax import stylegan2_generate as gen
-from stylejax.convert import load_pretrained
+from stylejax.model_format import load_pretrained
 from stylejax.models.lpips import LPIPS
 
 SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"

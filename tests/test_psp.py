@@ -12,9 +12,11 @@ from conftest import assert_close, fixture_file, load_tool, nchw
 from test_encoder_ops import adaptive_avg_pool_ref
 from torch_writers import save_torch_legacy, save_torch_zip
 
-from stylejax.convert import convert, load_pretrained
+from stylejax import model_format
+from stylejax.convert import convert
 from stylejax.convert import psp as psp_convert
-from stylejax.convert.readers import CheckpointError, load_checkpoint
+from stylejax.convert.readers import load_checkpoint
+from stylejax.model_format import CheckpointError, load_pretrained
 from stylejax.models import encoders, irse
 from stylejax.models import stylegan2 as sg
 
@@ -396,7 +398,7 @@ def test_ablation_checkpoints_convert_and_match_a_numpy_head(
     obj = {"state_dict": state, "opts": opts, "latent_avg": latent_avg}
     config, variables = psp_convert.read_psp("ablation.pt", obj)
     assert config["encoder_type"] == encoder_type and config["learn_in_w"] is into_w
-    model = psp_convert.build_psp(config)
+    model = model_format.build("psp", config)
     x = rng.uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
 
     @jax.jit

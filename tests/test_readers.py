@@ -13,7 +13,6 @@ import pytest
 import torch_writers as tw
 
 from stylejax.convert.readers import (
-    CheckpointError,
     PersistentModule,
     TFNetwork,
     load_checkpoint,
@@ -22,6 +21,7 @@ from stylejax.convert.readers import (
     tf_static_kwargs,
     tf_variables,
 )
+from stylejax.model_format import CheckpointError
 
 FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures"
 SAVERS = {"zip": tw.save_torch_zip, "legacy": tw.save_torch_legacy}

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from conftest import assert_close, fixture_file, load_tool, nchw
 
-from stylejax.convert import convert, load_pretrained
+from stylejax.convert import convert
 from stylejax.convert import restyle as restyle_convert
-from stylejax.convert.readers import CheckpointError, load_checkpoint
+from stylejax.convert.readers import load_checkpoint
+from stylejax.model_format import CheckpointError, load_pretrained
 from stylejax.models import e4e, restyle
 from stylejax.models import stylegan2 as sg
 from stylejax.nn import ops

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stylejax.convert import load_pretrained
 from stylejax.data import face_renderer, synthetic_faces
+from stylejax.model_format import load_pretrained
 from stylejax.models import restyle
 
 FIXTURE = Path(__file__).parent / "data" / "restyle_synthetic64"

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from conftest import assert_close, fixture_file, nchw
 
-from stylejax.convert import CheckpointError, convert, load_pretrained
+from stylejax import model_format
+from stylejax.convert import convert
 from stylejax.convert import sean as convert_sean
+from stylejax.model_format import CheckpointError, load_pretrained
 from stylejax.models import sean
 
 
@@ -25,7 +27,7 @@ def ref():
 def generator():
     kind, config, variables = convert_sean.read_sean(str(fixture_file("sean_s64_G.pth")))
     assert kind == "sean_generator"
-    return convert_sean.build_generator(config), variables
+    return model_format.build("sean_generator", config), variables
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def test_discriminator_features_and_logits(ref):
     kind, config, variables = convert_sean.read_sean(str(fixture_file("sean_s64_D.pth")))
     assert kind == "sean_discriminator"
     assert config == {"label_nc": 8, "ndf": 16, "n_layers": 3, "num_D": 2}
-    D = convert_sean.build_discriminator(config)
+    D = model_format.build("sean_discriminator", config)
     outs = jax.jit(D.apply)(variables, nhwc(ref["d_in"]))
     for i in range(2):
         for j in range(4):

@@ -13,8 +13,8 @@ import pytest
 from conftest import assert_close, build_synthetic_faces
 
 from configs import sean as sean_config
-from stylejax.convert import CheckpointError
 from stylejax.convert import sean as convert_sean
+from stylejax.model_format import CheckpointError
 from stylejax.models import sean, vgg19
 from stylejax.train import loop
 from stylejax.train import sean as train_sean

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch_writers
 
-from stylejax.convert import convert_stylegan2, load_pretrained
+from stylejax.convert import convert_stylegan2
+from stylejax.model_format import load_pretrained
 from stylejax.models import stylegan2 as sg
 
 TINY = dict(z_dim=16, w_dim=16, img_resolution=16, channels=(32, 16, 8), mapping_layers=2)

@@ -19,8 +19,8 @@ from conftest import build_synthetic_faces, set_fields
 
 from configs import psp as psp_configs
 from stylejax import psp_inference
-from stylejax.convert import save_converted
 from stylejax.data.synthetic_faces import SyntheticFacesConfig
+from stylejax.model_format import save_model
 from stylejax.models import irse, lpips
 from stylejax.models import stylegan2 as sg
 from stylejax.train import loop
@@ -41,11 +41,11 @@ def assets(tmp_path_factory):
     g_vars = sg.init_variables(G, jax.random.PRNGKey(1), jnp.zeros((1, 16)))
     meta = {"family": "stylegan2", "format": "test", "source": "random", "networks": {}}
     meta["networks"]["g_ema"] = {"kind": "generator", "config": G_CONFIG}
-    save_converted(root / "g", {"g_ema": g_vars}, meta)
+    save_model(root / "g", {"g_ema": g_vars}, meta)
     arc_config = dict(input_size=112, num_layers=18, mode="ir_se", base_width=16, embedding_dim=32)
     arc = irse.Backbone(**arc_config)
     arc_vars = arc.init(jax.random.PRNGKey(2), jnp.zeros((1, 112, 112, 3)))
-    save_converted(
+    save_model(
         root / "arcface",
         {"arcface": arc_vars},
         {"family": "arcface", "networks": {"arcface": {"kind": "arcface", "config": arc_config}}},
@@ -53,7 +53,7 @@ def assets(tmp_path_factory):
     lp = lpips.LPIPS("vgg")
     lp_vars = lp.init(jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 32, 32, 3)))
     lp_vars = jax.tree_util.tree_map(jnp.abs, lp_vars)  # heads are non-negative, as trained
-    save_converted(
+    save_model(
         root / "lpips",
         {"lpips": lp_vars},
         {"family": "lpips", "networks": {"lpips": {"kind": "lpips", "config": {"net": "vgg"}}}},
@@ -366,7 +366,7 @@ def test_configs_name_their_errors(assets):
 def test_config_f_networks_hash_as_static_jit_arguments():
     """ffhq_encode's abstract config-f generator goes to jit as a static argument (the
     ReStyle benchmark's run_iterations), so the module must hash: built like a converted
-    file's generator (convert.stylegan2.build_generator), channels as a tuple."""
+    file's generator (model_format.build), channels as a tuple."""
     networks = trainer.abstract_networks(psp_configs.get_config("ffhq_encode"))
     G = networks["G"]
     assert G.channels == sg.channels_from_base(1024, 32768, 512)

@@ -24,8 +24,8 @@ import argparse
 import jax
 import numpy as np
 
-from stylejax.convert import convert, load_pretrained
-from stylejax.convert.readers import CheckpointError
+from stylejax.convert import convert
+from stylejax.model_format import CheckpointError, load_pretrained
 
 
 def summarize(out_dir, meta):

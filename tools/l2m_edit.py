@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from stylejax import images
-from stylejax.convert import load_pretrained
+from stylejax.model_format import load_pretrained
 from stylejax.models.l2m import L2MGAN
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from stylejax import images, metrics
-from stylejax.convert import load_pretrained
+from stylejax.model_format import load_pretrained
 from stylejax.models import stylegan2 as sg
 
 

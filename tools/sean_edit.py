@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylejax import images
-from stylejax.convert import load_pretrained
 from stylejax.data.labels import LABEL
+from stylejax.model_format import load_pretrained
 from stylejax.models import sean
 from stylejax.train import sean as train_sean
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from stylejax import images, stylegan2_editing
 from stylejax import stylegan2_generate as gen
-from stylejax.convert.readers import CheckpointError
+from stylejax.model_format import CheckpointError
 
 
 def parse_strengths(text: str) -> np.ndarray:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from stylejax import images
 from stylejax import stylegan2_generate as gen
-from stylejax.convert.readers import CheckpointError
+from stylejax.model_format import CheckpointError
 
 
 def add_common(parser):

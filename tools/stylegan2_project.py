@@ -31,9 +31,8 @@ from PIL import Image, UnidentifiedImageError
 
 from stylejax import images, stylegan2_projection
 from stylejax import stylegan2_generate as gen
-from stylejax.convert import load_pretrained
-from stylejax.convert.readers import CheckpointError
 from stylejax.metrics import psnr
+from stylejax.model_format import CheckpointError, load_pretrained
 from stylejax.models.lpips import LPIPS
 
 

@@ -1,6 +1,7 @@
-"""Weight import: official checkpoints → orbax checkpoint + model config.
+"""Weight import: official checkpoints → the stylejax model format (stylejax.model_format).
 
-from stylejax.convert import convert_stylegan2, load_pretrained
+from stylejax.convert import convert, convert_stylegan2
+from stylejax.model_format import load_pretrained
 convert_stylegan2("stylegan2-ffhq-config-f.pkl", "ffhq_f")   # once
 G, variables = load_pretrained("ffhq_f")                      # G_ema by default
 img = G.apply(variables, z, truncation_psi=0.7, noise_mode="const")  # NHWC in [-1, 1]
@@ -14,20 +15,12 @@ convert("pt_inception-2015-12-05-6726825d.pth", "inception")  # the FID Inceptio
 convert("100000_nets_ema.ckpt", "l2m_smile")                  # L2M-GAN (stylejax.models.l2m)
 """
 
-import json
 import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from stylejax.convert import inception, l2m, lpips, psp, readers, restyle, sean, stylegan2
-from stylejax.convert.readers import CheckpointError
+from stylejax.model_format import CheckpointError, save_model
 
-CONFIG_FILE = "config.json"
-VARIABLES_DIR = "variables"
 NETWORK_NAMES = ("g_ema", "g", "d")
 
 
@@ -104,7 +97,7 @@ def convert_sean(src, out_dir, overwrite: bool = False, obj=None) -> dict[str, A
         "source": os.path.abspath(str(src)),
         "networks": {name: {"kind": kind, "config": config}},
     }
-    save_converted(out_dir, {name: variables}, meta, overwrite=overwrite)
+    save_model(out_dir, {name: variables}, meta, overwrite=overwrite)
     return meta
 
 
@@ -121,7 +114,7 @@ def _save_single(src, out_dir, family, config, variables, overwrite):
         "source": os.path.abspath(str(src)),
         "networks": {family: {"kind": family, "config": config}},
     }
-    save_converted(out_dir, {family: variables}, meta, overwrite=overwrite)
+    save_model(out_dir, {family: variables}, meta, overwrite=overwrite)
     return meta
 
 
@@ -157,85 +150,5 @@ def convert_stylegan2(
         "source": os.path.abspath(src),
         "networks": networks,
     }
-    save_converted(out_dir, variables, meta, overwrite=overwrite)
+    save_model(out_dir, variables, meta, overwrite=overwrite)
     return meta
-
-
-def save_converted(out_dir, variables: dict, meta: dict, overwrite: bool = False):
-    """Writes config.json and the orbax checkpoint into a temp dir, then renames it into
-    place, so an interrupted or failed conversion never leaves a half-written OUT_DIR."""
-    import orbax.checkpoint as ocp
-
-    out_dir = Path(out_dir).absolute()
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        tree = {name: _to_numpy(v) for name, v in variables.items()}
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(tmp / VARIABLES_DIR, tree)
-        checkpointer.wait_until_finished()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _to_numpy(tree):
-    if isinstance(tree, dict):
-        return {k: _to_numpy(v) for k, v in tree.items()}
-    return np.asarray(tree, np.float32)
-
-
-def read_config(path) -> dict:
-    path = Path(path)
-    config_file = path / CONFIG_FILE
-    if not config_file.is_file():
-        raise CheckpointError(
-            f"{path}: not a converted stylejax checkpoint: expected "
-            f"{CONFIG_FILE} and {VARIABLES_DIR}/ inside (make one with "
-            f"tools/convert_weights.py)"
-        )
-    return json.loads(config_file.read_text())
-
-
-_BUILDERS = {
-    "generator": stylegan2.build_generator,
-    "discriminator": stylegan2.build_discriminator,
-    "psp": psp.build_psp,
-    "arcface": psp.build_arcface,
-    "lpips": lpips.build_lpips,
-    "inception": inception.build_inception,
-    "restyle": restyle.build_restyle,
-    "e4e": restyle.build_e4e,
-    "sean_generator": sean.build_generator,
-    "sean_discriminator": sean.build_discriminator,
-    "l2m": l2m.build_l2m,
-}
-
-
-def load_pretrained(path, which: str | None = None):
-    """Loads a converted checkpoint: returns (flax module, variables) for network `which`
-    (default: g_ema for StyleGAN2 files, the only network otherwise)."""
-    import orbax.checkpoint as ocp
-
-    path = Path(path).absolute()
-    meta = read_config(path)
-    if which is None:
-        which = "g_ema" if "g_ema" in meta["networks"] else next(iter(meta["networks"]))
-    if which not in meta["networks"]:
-        raise CheckpointError(
-            f"{path}: has no '{which}' network; it holds "
-            f"{sorted(meta['networks'])} (convert with --which all)"
-        )
-    net = meta["networks"][which]
-    module = _BUILDERS[net["kind"]](net["config"])
-    restored = ocp.StandardCheckpointer().restore(path / VARIABLES_DIR)
-    return module, restored[which]

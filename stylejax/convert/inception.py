@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from stylejax.convert import readers
-from stylejax.convert import stylegan2 as sg_convert
-from stylejax.convert.readers import CheckpointError
+from stylejax import model_format
+from stylejax.convert import common, readers
+from stylejax.model_format import CheckpointError
 from stylejax.models import inception
 
 FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -29,12 +29,6 @@ def detect_format(obj) -> str:
     return "unknown"
 
 
-def _set(tree, path, value):
-    for part in path[:-1]:
-        tree = tree.setdefault(part, {})
-    tree[path[-1]] = np.asarray(value, np.float32)
-
-
 def inception_to_flax(sd: dict[str, np.ndarray]) -> dict:
     """Maps the torch keys to {'params': …, 'batch_stats': …}; raises KeyError on a key that
     is not part of the layout."""
@@ -45,11 +39,11 @@ def inception_to_flax(sd: dict[str, np.ndarray]) -> dict:
             continue
         value = np.asarray(value)
         if layer == "conv" and leaf == "weight" and value.ndim == 4:
-            _set(params, path + ["conv", "kernel"], value.transpose(2, 3, 1, 0))
+            common.set_leaf(params, path + ["conv", "kernel"], value.transpose(2, 3, 1, 0))
         elif layer == "bn" and leaf in ("weight", "bias"):
-            _set(params, path + ["bn", _BN_LEAVES[leaf]], value)
+            common.set_leaf(params, path + ["bn", _BN_LEAVES[leaf]], value)
         elif layer == "bn" and leaf in ("running_mean", "running_var"):
-            _set(stats, path + ["bn", _BN_LEAVES[leaf]], value)
+            common.set_leaf(stats, path + ["bn", _BN_LEAVES[leaf]], value)
         else:
             raise KeyError(key)
     return {"params": params, "batch_stats": stats}
@@ -72,17 +66,13 @@ def flax_to_state_dict(variables) -> dict[str, np.ndarray]:
     return sd
 
 
-def build_inception(config: dict) -> inception.FIDInceptionV3:
-    return inception.FIDInceptionV3(**config)
-
-
 def read_inception(path: str, obj=None) -> tuple[dict[str, Any], dict]:
     """Loads the FID Inception state dict; returns (config, Flax variables)."""
     sd = readers.load_checkpoint(path) if obj is None else obj
     if detect_format(sd) != "inception":
         raise CheckpointError(
             f"{path}: not an Inception-v3 state dict: expected keys {list(_MARKERS)} "
-            f"(pytorch-fid's {FILE_NAME}, from {URL}), found {sg_convert._describe(sd)}"
+            f"(pytorch-fid's {FILE_NAME}, from {URL}), found {common.describe(sd)}"
         )
     fc = sd.get("fc.weight")
     if any(k.startswith("AuxLogits.") for k in sd) or (fc is not None and fc.shape[0] != 1008):
@@ -96,6 +86,6 @@ def read_inception(path: str, obj=None) -> tuple[dict[str, Any], dict]:
     except KeyError as e:
         raise CheckpointError(f"{path}: unexpected Inception tensor {e}") from None
     config = {"resize_input": True}
-    expected = inception.abstract_variables(build_inception(config))
-    sg_convert.check_against_model(variables, expected, path, "Inception-v3", "FID Inception")
+    expected = inception.abstract_variables(model_format.build("inception", config))
+    common.check_against_model(variables, expected, path, "Inception-v3", "FID Inception")
     return config, variables

@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylejax.convert import readers
-from stylejax.convert import stylegan2 as sg_convert
-from stylejax.convert.readers import CheckpointError
-from stylejax.models import l2m, stargan_v2
+from stylejax import model_format
+from stylejax.convert import common, readers
+from stylejax.model_format import CheckpointError
+from stylejax.models import stargan_v2
 
 NETWORKS = ("generator", "style_encoder", "fan")
 SKIPPED_NETWORKS = ("vgg",)
@@ -68,15 +68,15 @@ def state_dict_to_flax(sd: dict, skip=None) -> tuple[dict, dict]:
         if leaf == "num_batches_tracked":
             continue
         if leaf in _BN_STATS:
-            sg_convert._set(stats, path + [_BN_STATS[leaf]], value)
+            common.set_leaf(stats, path + [_BN_STATS[leaf]], value)
         elif leaf == "weight" and value.ndim == 4:
-            sg_convert._set(params, path + ["kernel"], sg_convert._hwio(value))
+            common.set_leaf(params, path + ["kernel"], common.oihw_to_hwio(value))
         elif leaf == "weight" and value.ndim == 2:
-            sg_convert._set(params, path + ["kernel"], value.T)
+            common.set_leaf(params, path + ["kernel"], value.T)
         elif leaf == "weight" and value.ndim == 1:
-            sg_convert._set(params, path + ["scale"], value)
+            common.set_leaf(params, path + ["scale"], value)
         elif leaf == "bias":
-            sg_convert._set(params, path + ["bias"], value)
+            common.set_leaf(params, path + ["bias"], value)
         else:
             raise CheckpointError(f"unexpected tensor {key} with shape {value.shape}")
     return params, stats
@@ -132,13 +132,9 @@ def read_config(obj: dict, source: str, w_hpf: float | None = None) -> dict[str,
     }
 
 
-def build_l2m(config: dict) -> l2m.L2MGAN:
-    return l2m.L2MGAN(**config)
-
-
 @functools.lru_cache(maxsize=8)
 def _expected(config_items: tuple):
-    model = build_l2m(dict(config_items))
+    model = model_format.build("l2m", dict(config_items))
     x = jnp.zeros((1, model.img_size, model.img_size, 3))
     y = jnp.zeros((1,), jnp.int32)
     return jax.eval_shape(lambda r: model.init(r, x, y, y), jax.random.PRNGKey(0))
@@ -156,7 +152,7 @@ def read_l2m(path: str, obj=None, w_hpf: float | None = None) -> tuple[dict, dic
         raise CheckpointError(
             f"{path}: not an L2M-GAN checkpoint: expected a dict with 'generator' and "
             f"'style_encoder' state dicts (with transform1.* decomposer weights), found "
-            f"{sg_convert._describe(obj)}"
+            f"{common.describe(obj)}"
         )
     config = read_config(obj, path, w_hpf)
     params: dict = {}
@@ -173,5 +169,5 @@ def read_l2m(path: str, obj=None, w_hpf: float | None = None) -> tuple[dict, dic
             stats[name] = network_stats
     variables = {"params": params, "batch_stats": stats} if stats else {"params": params}
     expected = expected_variables(config)
-    sg_convert.check_against_model(variables, expected, path, "L2M-GAN", "L2M-GAN nets_ema")
+    common.check_against_model(variables, expected, path, "L2M-GAN", "L2M-GAN nets_ema")
     return config, variables

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylejax.convert import readers
-from stylejax.convert import stylegan2 as sg_convert
-from stylejax.convert.readers import CheckpointError
+from stylejax import model_format
+from stylejax.convert import common, readers
+from stylejax.model_format import CheckpointError
 from stylejax.models import lpips
 
 # lpips package `lin{k}.model.1.weight`, pSp `{k}.1.weight`, and ModuleList copies `lins.{k}`.
@@ -78,22 +78,18 @@ def _net_from_backbone(convs: dict) -> str | None:
     return {11: "alex", 3: "vgg"}.get(int(first.shape[-1]))
 
 
-def build_lpips(config: dict) -> lpips.LPIPS:
-    return lpips.LPIPS(net=config["net"])
-
-
 def lpips_to_flax(heads: dict, convs: dict) -> dict:
     """Head and backbone arrays → {'params': {'net': {'features_{i}': …}, 'lin{k}': …}}."""
     params: dict = {}
     for k, weight in heads.items():
-        sg_convert._set(params, [f"lin{k}", "kernel"], sg_convert._hwio(weight))
+        common.set_leaf(params, [f"lin{k}", "kernel"], common.oihw_to_hwio(weight))
     for index, leaves in convs.items():
         for leaf, value in leaves.items():
             path = ["net", f"features_{index}"]
             if leaf == "weight":
-                sg_convert._set(params, path + ["kernel"], sg_convert._hwio(value))
+                common.set_leaf(params, path + ["kernel"], common.oihw_to_hwio(value))
             else:
-                sg_convert._set(params, path + ["bias"], value)
+                common.set_leaf(params, path + ["bias"], value)
     return {"params": params}
 
 
@@ -111,7 +107,7 @@ def read_lpips(path: str, backbone_path: str | None = None, obj=None) -> tuple[d
     if fmt != "lpips":
         raise CheckpointError(
             f"{path}: not an LPIPS heads file: expected keys lin{{k}}.model.1.weight (lpips "
-            f"package) or {{k}}.1.weight (pSp), found {sg_convert._describe(sd)}"
+            f"package) or {{k}}.1.weight (pSp), found {common.describe(sd)}"
         )
     heads = _heads(sd)
     net = _net_from_heads(heads, path)
@@ -127,7 +123,7 @@ def read_lpips(path: str, backbone_path: str | None = None, obj=None) -> tuple[d
         if detect_format(backbone) != "lpips_backbone":
             raise CheckpointError(
                 f"{backbone_path}: not a torchvision AlexNet/VGG16 state dict: expected "
-                f"features.{{i}}.weight/bias keys, found {sg_convert._describe(backbone)}"
+                f"features.{{i}}.weight/bias keys, found {common.describe(backbone)}"
             )
         convs = _backbone(backbone)
     elif backbone_path is not None:
@@ -144,8 +140,8 @@ def read_lpips(path: str, backbone_path: str | None = None, obj=None) -> tuple[d
         )
     config: dict[str, Any] = {"net": net}
     variables = lpips_to_flax(heads, convs)
-    model = build_lpips(config)
+    model = model_format.build("lpips", config)
     x = jnp.zeros((1, 64, 64, 3))
     expected = jax.eval_shape(lambda r: model.init(r, x, x), jax.random.PRNGKey(0))
-    sg_convert.check_against_model(variables, expected, source, f"LPIPS-{net}", "torchvision")
+    common.check_against_model(variables, expected, source, f"LPIPS-{net}", "torchvision")
     return config, variables

@@ -19,9 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylejax.convert import readers
+from stylejax import model_format
+from stylejax.convert import common, readers
 from stylejax.convert import stylegan2 as sg_convert
-from stylejax.convert.readers import CheckpointError
+from stylejax.model_format import CheckpointError
 from stylejax.models import encoders, irse
 from stylejax.models import stylegan2 as sg
 
@@ -87,19 +88,19 @@ def irse_to_flax(sd: dict[str, np.ndarray]) -> dict:
             continue
         if module.startswith("bn"):
             collection, leaf = _BN_LEAVES[leaf]
-            sg_convert._set(tree[collection], path + [leaf], value)
+            common.set_leaf(tree[collection], path + [leaf], value)
         elif leaf == "weight" and value.ndim == 4:
-            sg_convert._set(tree["params"], path + ["kernel"], sg_convert._hwio(value))
+            common.set_leaf(tree["params"], path + ["kernel"], common.oihw_to_hwio(value))
         elif module == "linear" and path[0].startswith("output_layer"):
             if leaf == "weight":
                 channels = sd[f"{key.split('.')[0]}.0.weight"].shape[0]  # the BN2d before it
                 value = _permute_nchw_dense(value, channels)
                 leaf = "kernel"
-            sg_convert._set(tree["params"], path + [leaf], value)
+            common.set_leaf(tree["params"], path + [leaf], value)
         elif module == "linear" and leaf == "weight":  # ROS EqualLinear
-            sg_convert._set(tree["params"], path + [leaf], value.T)
+            common.set_leaf(tree["params"], path + [leaf], value.T)
         else:  # conv / EqualLinear biases, PReLU slopes
-            sg_convert._set(tree["params"], path + [leaf], value)
+            common.set_leaf(tree["params"], path + [leaf], value)
     return tree
 
 
@@ -122,10 +123,6 @@ def trunk_config(sd: dict, source: str) -> dict[str, Any]:
         base_width=int(width),
         input_nc=int(in_nc),
     )
-
-
-def _expected(module, example_input):
-    return jax.eval_shape(lambda r: module.init(r, example_input), jax.random.PRNGKey(0))
 
 
 # ---------------------------------------------------------------------------------------
@@ -192,12 +189,6 @@ def _latent_avg_rows(latent_avg, n_styles: int, w_dim: int, source: str):
     return np.broadcast_to(la.reshape(-1, w_dim), (n_styles, w_dim)).copy()
 
 
-def build_psp(config: dict) -> encoders.PSP:
-    encoder = encoders.build_encoder(config["encoder_type"], **config["encoder"])
-    decoder = sg_convert.build_generator(config["decoder"])
-    return encoders.PSP(encoder, decoder, config["start_from_latent_avg"])
-
-
 def example_input(config: dict):
     return jnp.zeros((1, 256, 256, config["input_nc"]), jnp.float32)
 
@@ -227,8 +218,8 @@ def read_psp(path: str, obj=None) -> tuple[dict, dict]:
         opts=plain_opts(opts),
     )
     variables = encoder_decoder_variables(enc_sd, decoder, latent_avg, path)
-    expected = _expected(build_psp(config), example_input(config))
-    sg_convert.check_against_model(variables, expected, path, "pSp model", layout="pSp")
+    expected = common.expected_shapes(model_format.build("psp", config), example_input(config))
+    common.check_against_model(variables, expected, path, "pSp model", layout="pSp")
     return config, variables
 
 
@@ -238,7 +229,7 @@ def split_checkpoint(obj, path: str, what: str) -> tuple[dict, dict, dict]:
         raise CheckpointError(
             f"{path}: not a {what} checkpoint: expected a dict with 'state_dict' holding "
             f"'encoder.*' and 'decoder.*' keys (and 'opts', 'latent_avg'), found "
-            f"{sg_convert._describe(obj)}"
+            f"{common.describe(obj)}"
         )
     state = obj["state_dict"]
     opts = obj.get("opts") or {}
@@ -311,7 +302,7 @@ def encoder_decoder_variables(enc_sd: dict, decoder: dict, latent_avg, path: str
 
 
 def _estimate_w_avg(dec_config: dict, decoder_vars: dict, n_ws: int, n: int = 10_000):
-    G = sg_convert.build_generator(dec_config)
+    G = model_format.build("generator", dec_config)
     z = jax.random.normal(jax.random.PRNGKey(0), (n, dec_config["z_dim"]))
     w = jax.jit(lambda v, z: G.apply(v, z, method=G.map))(decoder_vars, z)
     mean = np.asarray(w[:, 0].mean(0), np.float32)
@@ -322,17 +313,13 @@ def _estimate_w_avg(dec_config: dict, decoder_vars: dict, n_ws: int, n: int = 10
 # ArcFace IR-SE50 (TreB1eN `model_ir_se50.pth`)
 
 
-def build_arcface(config: dict) -> irse.Backbone:
-    return irse.Backbone(**{k: v for k, v in config.items() if k != "input_nc"})
-
-
 def read_arcface(path: str, obj=None) -> tuple[dict, dict]:
     """Loads an ArcFace Backbone state dict; returns (config, Flax variables)."""
     sd = readers.load_checkpoint(path) if obj is None else obj
     if detect_format(sd) != "arcface":
         raise CheckpointError(
             f"{path}: not an IR-SE ArcFace state dict: expected a plain dict with "
-            f"input_layer.0.weight, body.*, output_layer.3.weight, found {sg_convert._describe(sd)}"
+            f"input_layer.0.weight, body.*, output_layer.3.weight, found {common.describe(sd)}"
         )
     config = trunk_config(sd, path)
     out_f, in_f = sd["output_layer.3.weight"].shape
@@ -347,7 +334,9 @@ def read_arcface(path: str, obj=None) -> tuple[dict, dict]:
         variables = irse_to_flax(sd)
     except KeyError as e:
         raise CheckpointError(f"{path}: unexpected ArcFace tensor {e}") from None
-    model = build_arcface(config)
+    model = model_format.build("arcface", config)
     x = jnp.zeros((1, config["input_size"], config["input_size"], config["input_nc"]))
-    sg_convert.check_against_model(variables, _expected(model, x), path, "ArcFace", "IR-SE ArcFace")
+    common.check_against_model(
+        variables, common.expected_shapes(model, x), path, "ArcFace", "IR-SE ArcFace"
+    )
     return config, variables

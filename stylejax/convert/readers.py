@@ -23,8 +23,9 @@ import zipfile
 
 import numpy as np
 
+from stylejax.model_format import CheckpointError
+
 __all__ = [
-    "CheckpointError",
     "EasyDict",
     "PersistentModule",
     "TFNetwork",
@@ -57,10 +58,6 @@ _STORAGE_DTYPES = {
     "ComplexDoubleStorage": "c16",
     "UntypedStorage": "u1",
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read; the message names the file, the expected and the found."""
 
 
 class _Invalid(Exception):

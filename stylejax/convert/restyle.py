@@ -12,8 +12,9 @@ import re
 import jax
 import jax.numpy as jnp
 
-from stylejax.convert import psp, readers
-from stylejax.convert.readers import CheckpointError
+from stylejax import model_format
+from stylejax.convert import common, psp, readers
+from stylejax.model_format import CheckpointError
 from stylejax.models import e4e, restyle
 
 RESTYLE_TYPES = restyle.ENCODER_TYPES
@@ -107,9 +108,9 @@ def read_restyle(path: str, obj=None) -> tuple[dict, dict]:
     )
     variables = psp.encoder_decoder_variables(enc_sd, decoder, latent_avg, path)
     image = jnp.zeros((1, 256, 256, input_nc - 3), jnp.float32)  # the other 3: reconstruction
-    model = build_restyle(config)
+    model = model_format.build("restyle", config)
     expected = jax.eval_shape(lambda r: model.init(r, image, 1), jax.random.PRNGKey(0))
-    psp.sg_convert.check_against_model(variables, expected, path, "ReStyle model", "ReStyle")
+    common.check_against_model(variables, expected, path, "ReStyle model", "ReStyle")
     return config, variables
 
 
@@ -148,17 +149,6 @@ def read_e4e(path: str, obj=None) -> tuple[dict, dict]:
         opts=psp.plain_opts(opts),
     )
     variables = psp.encoder_decoder_variables(enc_sd, decoder, latent_avg, path)
-    expected = psp._expected(build_e4e(config), psp.example_input(config))
-    psp.sg_convert.check_against_model(variables, expected, path, "e4e model", "e4e")
+    expected = common.expected_shapes(model_format.build("e4e", config), psp.example_input(config))
+    common.check_against_model(variables, expected, path, "e4e model", "e4e")
     return config, variables
-
-
-def build_restyle(config: dict) -> restyle.ReStyle:
-    encoder = restyle.build_encoder(config["encoder_type"], **config["encoder"])
-    return restyle.ReStyle(encoder, psp.sg_convert.build_generator(config["decoder"]))
-
-
-def build_e4e(config: dict) -> e4e.E4E:
-    encoder = e4e.Encoder4Editing(**config["encoder"])
-    decoder = psp.sg_convert.build_generator(config["decoder"])
-    return e4e.E4E(encoder, decoder, config["start_from_latent_avg"])

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from stylejax.convert import readers
-from stylejax.convert import stylegan2 as sg_convert
-from stylejax.convert.readers import CheckpointError
+from stylejax import model_format
+from stylejax.convert import common, readers
+from stylejax.model_format import CheckpointError
 from stylejax.models import sean
 
 _IGNORED = re.compile(r"(num_batches_tracked$|\.Spade\.param_free_norm\.)")
@@ -48,7 +48,7 @@ def detect_format(obj) -> str:
 
 def _leaf(collections: dict, collection: str, path: list[str], value, transform=None):
     value = np.asarray(value, np.float32)
-    sg_convert._set(
+    common.set_leaf(
         collections.setdefault(collection, {}), path, transform(value) if transform else value
     )
 
@@ -68,7 +68,7 @@ def generator_config(sd: dict, source: str = "", **overrides) -> dict[str, Any]:
     except KeyError as e:
         raise CheckpointError(
             f"{source}: not a SEAN generator state dict: missing {e.args[0]!r} "
-            f"(found {sg_convert._describe(sd)})"
+            f"(found {common.describe(sd)})"
         ) from None
     config.update(overrides)
     return config
@@ -95,12 +95,12 @@ def generator_to_flax(sd: dict) -> dict:
                     lambda w: w.transpose(2, 3, 0, 1)[::-1, ::-1],
                 )
             else:
-                _leaf(out, "params", path + ["kernel"], value, sg_convert._hwio)
+                _leaf(out, "params", path + ["kernel"], value, common.oihw_to_hwio)
             continue
         module = [p for p in parts[:-1] if p != "0"]  # mlp_shared.0 → mlp_shared
         if leaf in _SPECTRAL:
             if leaf == "weight_orig":
-                _leaf(out, "params", module + ["kernel"], value, sg_convert._hwio)
+                _leaf(out, "params", module + ["kernel"], value, common.oihw_to_hwio)
             else:
                 _leaf(out, "spectral", module + [_SPECTRAL[leaf]], value)
         elif leaf in ("running_mean", "running_var"):
@@ -108,7 +108,7 @@ def generator_to_flax(sd: dict) -> dict:
         elif leaf == "weight" and module[-1].startswith("fc_mu"):
             _leaf(out, "params", module + ["kernel"], value, np.transpose)
         elif leaf == "weight":
-            _leaf(out, "params", module + ["kernel"], value, sg_convert._hwio)
+            _leaf(out, "params", module + ["kernel"], value, common.oihw_to_hwio)
         else:  # bias, noise_var, blending_gamma, blending_beta
             _leaf(out, "params", module + [leaf], value)
     return out
@@ -144,7 +144,7 @@ def discriminator_config(sd: dict, source: str = "") -> dict[str, Any]:
     if not scales or not layers or first is None:
         raise CheckpointError(
             f"{source}: not a SEAN multiscale discriminator: expected "
-            f"discriminator_{{i}}.model{{k}}.* keys, found {sg_convert._describe(sd)}"
+            f"discriminator_{{i}}.model{{k}}.* keys, found {common.describe(sd)}"
         )
     return {
         "label_nc": int(np.shape(first)[1]) - 3,
@@ -161,22 +161,13 @@ def discriminator_to_flax(sd: dict) -> dict:
         module, leaf = parts[:2], parts[-1]
         if leaf in _SPECTRAL:
             collection = "params" if leaf == "weight_orig" else "spectral"
-            transform = sg_convert._hwio if leaf == "weight_orig" else None
+            transform = common.oihw_to_hwio if leaf == "weight_orig" else None
             _leaf(out, collection, module + [_SPECTRAL[leaf]], value, transform)
         elif leaf == "weight":
-            _leaf(out, "params", module + ["kernel"], value, sg_convert._hwio)
+            _leaf(out, "params", module + ["kernel"], value, common.oihw_to_hwio)
         else:
             _leaf(out, "params", module + [leaf], value)
     return out
-
-
-def build_generator(config: dict) -> sean.Generator:
-    return sean.Generator(**config)
-
-
-def build_discriminator(config: dict) -> sean.MultiscaleDiscriminator:
-    config = {k: v for k, v in config.items() if k != "label_nc"}
-    return sean.MultiscaleDiscriminator(**config)
 
 
 def read_sean(path: str, obj=None) -> tuple[str, dict, dict]:
@@ -189,23 +180,23 @@ def read_sean(path: str, obj=None) -> tuple[str, dict, dict]:
     if kind == "sean_generator":
         config = generator_config(sd, path)
         variables = bake_spectral_norm(generator_to_flax(sd))
-        model = build_generator(config)
+        model = model_format.build("sean_generator", config)
         init = lambda r: sean.init_generator(model, r, size=32 * 2)
         what = "SEAN generator"
     elif kind == "sean_discriminator":
         config = discriminator_config(sd, path)
         variables = bake_spectral_norm(discriminator_to_flax(sd))
-        model = build_discriminator(config)
+        model = model_format.build("sean_discriminator", config)
         init = lambda r: sean.init_discriminator(model, r, config["label_nc"])
         what = "SEAN discriminator"
     else:
         raise CheckpointError(
             f"{path}: not a SEAN checkpoint: expected the official latest_net_G.pth "
             f"(Zencoder.*, fc.*, head_0.* …) or latest_net_D.pth (discriminator_0.*) "
-            f"state dict, found {sg_convert._describe(sd)}"
+            f"state dict, found {common.describe(sd)}"
         )
     expected = jax.eval_shape(init, jax.random.PRNGKey(0))
-    sg_convert.check_against_model(variables, expected, path, what, "official SEAN")
+    common.check_against_model(variables, expected, path, what, "official SEAN")
     return kind, config, variables
 
 
@@ -229,12 +220,12 @@ def read_vgg19(path: str, obj=None) -> dict:
                 f"(expected features.{{i}}.weight/bias and classifier.*)"
             )
         leaf = "kernel" if m[2] == "weight" else "bias"
-        transform = sg_convert._hwio if leaf == "kernel" else None
+        transform = common.oihw_to_hwio if leaf == "kernel" else None
         _leaf(params, "params", [f"features_{m[1]}", leaf], value, transform)
     # Layers past relu5_1 (features.30 …) are not needed by the loss.
     used = {f"features_{i}" for i, _ in vgg19.CONVS}
     params = {"params": {k: v for k, v in params.get("params", {}).items() if k in used}}
     model = vgg19.VGG19Features()
     expected = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
-    sg_convert.check_against_model(params, expected, path, "VGG19", "torchvision VGG19")
+    common.check_against_model(params, expected, path, "VGG19", "torchvision VGG19")
     return params

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from stylejax.convert import readers
-from stylejax.convert.readers import CheckpointError
+from stylejax import model_format
+from stylejax.convert import common, readers
+from stylejax.model_format import CheckpointError
 from stylejax.models import stylegan2 as sg
 
 # Buffers that are recomputed rather than loaded (FIR kernels, TF's progressive-growing lod).
@@ -251,17 +252,6 @@ def discriminator_config(sd: dict, **overrides) -> dict[str, Any]:
 # ada names → Flax tree
 
 
-def _hwio(w):
-    return np.ascontiguousarray(np.asarray(w).transpose(2, 3, 1, 0))
-
-
-def _set(tree, path, value):
-    node = tree
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-    node[path[-1]] = np.asarray(value, np.float32)
-
-
 def ada_to_flax(sd: dict[str, np.ndarray]) -> dict:
     """Maps ada-named tensors to {'params': …, 'buffers': …} nested dicts."""
     params, buffers = {}, {}
@@ -271,58 +261,22 @@ def ada_to_flax(sd: dict[str, np.ndarray]) -> dict:
         *path, leaf = key.split(".")
         value = np.asarray(value)
         if leaf in ("w_avg", "noise_const"):
-            _set(buffers, path + [leaf], value)
+            common.set_leaf(buffers, path + [leaf], value)
         elif leaf == "const":
-            _set(params, path + [leaf], value.transpose(1, 2, 0))
+            common.set_leaf(params, path + [leaf], value.transpose(1, 2, 0))
         elif leaf == "weight" and value.ndim == 4:
-            _set(params, path + [leaf], _hwio(value))
+            common.set_leaf(params, path + [leaf], common.oihw_to_hwio(value))
         elif leaf == "weight" and path[-1] == "fc" and path[0] == "b4":
             # Dense after an NCHW flatten: reorder the input axis to our NHWC flatten.
             out_f, in_f = value.shape
             c = in_f // 16
             w = value.T.reshape(c, 4, 4, out_f).transpose(1, 2, 0, 3).reshape(in_f, out_f)
-            _set(params, path + [leaf], w)
+            common.set_leaf(params, path + [leaf], w)
         elif leaf == "weight":
-            _set(params, path + [leaf], value.T)
+            common.set_leaf(params, path + [leaf], value.T)
         else:
-            _set(params, path + [leaf], value)
+            common.set_leaf(params, path + [leaf], value)
     return {"params": params, "buffers": buffers}
-
-
-def check_against_model(
-    tree: dict, expected: dict, source: str, what: str, layout: str = "StyleGAN2"
-):
-    """Raises CheckpointError listing missing, unexpected or mis-shaped entries."""
-    import jax
-
-    def flat(t):
-        return {
-            "/".join(str(getattr(p, "key", p)) for p in path): leaf
-            for path, leaf in jax.tree_util.tree_flatten_with_path(t)[0]
-        }
-
-    got, want = flat(tree), flat(expected)
-    missing = sorted(set(want) - set(got))
-    extra = sorted(set(got) - set(want))
-    # Generators converted without stored noise keep the model's fresh noise_const.
-    missing_ok = [k for k in missing if k.endswith("noise_const")]
-    missing = [k for k in missing if k not in missing_ok]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} tensors: {missing[:8]}")
-    if extra:
-        problems.append(f"unexpected {len(extra)} tensors: {extra[:8]}")
-    for k in sorted(set(got) & set(want)):
-        if tuple(np.shape(got[k])) != tuple(want[k].shape):
-            problems.append(
-                f"shape mismatch for {k}: file gives {np.shape(got[k])}, "
-                f"model expects {tuple(want[k].shape)}"
-            )
-    if problems:
-        raise CheckpointError(
-            f"{source}: the {what} does not match the {layout} layout: " + "; ".join(problems[:6])
-        )
-    return missing_ok
 
 
 # ---------------------------------------------------------------------------------------
@@ -387,7 +341,7 @@ def read_networks(path: str, obj=None) -> dict[str, Any]:
             raise CheckpointError(
                 f"{path}: not a StyleGAN2 checkpoint: expected a rosinality .pt (dict with g_ema), "
                 f"a stylegan2-ada-pytorch .pkl (dict with G_ema) or an NVIDIA TF .pkl (tuple G, D, "
-                f"Gs), found {_describe(obj)}"
+                f"Gs), found {common.describe(obj)}"
             )
         nets["g_config"] = generator_config(nets["g_ema"], **g_over)
         nets["d_config"] = discriminator_config(nets["d"], **d_over) if nets["d"] else None
@@ -417,24 +371,6 @@ def ada_overrides(g_kwargs: dict, d_kwargs: dict) -> tuple[dict, dict]:
     return g_over, d_over
 
 
-def _describe(obj):
-    if isinstance(obj, dict):
-        return f"a dict with keys {sorted(map(str, obj))[:10]}"
-    return f"a {type(obj).__name__}"
-
-
-def build_generator(config: dict) -> sg.Generator:
-    config = dict(config)
-    config["channels"] = tuple(config["channels"])
-    return sg.Generator(**config)
-
-
-def build_discriminator(config: dict) -> sg.Discriminator:
-    config = dict(config)
-    config["channels"] = tuple(config["channels"])
-    return sg.Discriminator(**config)
-
-
 def expected_variables(module, kind: str) -> dict:
     """Shapes of a freshly initialised module (no compute: jax.eval_shape)."""
     import jax
@@ -454,12 +390,12 @@ def expected_variables(module, kind: str) -> dict:
 
 def convert_network(sd: dict, config: dict, kind: str, source: str, what: str) -> dict:
     """ada-named state dict → checked Flax variables for the model `config` describes."""
-    module = build_generator(config) if kind == "generator" else build_discriminator(config)
+    module = model_format.build(kind, config)
     tree = ada_to_flax(sd)
     if not tree["buffers"]:
         tree.pop("buffers")
     expected = expected_variables(module, kind)
-    missing_noise = check_against_model(tree, expected, source, what)
+    missing_noise = common.check_against_model(tree, expected, source, what)
     if missing_noise:
         # No stored noise in the file: keep deterministic fresh noise so 'const' mode works.
         import jax
@@ -479,5 +415,5 @@ def convert_network(sd: dict, config: dict, kind: str, source: str, what: str) -
             node = fresh
             for p in parts:
                 node = node[p]
-            _set(tree, parts, np.asarray(node))
+            common.set_leaf(tree, parts, np.asarray(node))
     return tree

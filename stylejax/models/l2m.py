@@ -6,7 +6,7 @@ per-domain transformer maps s2 to the target domain, s3 = transform2[y_trg](s2),
 generator decodes the edited style s1 + s2 + α·(s3 − s2) (α is the editing strength: 0
 reconstructs, 1 edits fully, above 1 extrapolates).
 
-    model, variables = stylejax.convert.load_pretrained("l2m_celebahq")
+    model, variables = stylejax.model_format.load_pretrained("l2m_celebahq")
     edited = model.apply(variables, x, y_src, y_trg, alpha)        # NHWC in [-1, 1]
 
 Names follow the official state-dict keys (`transform2.1.4` → `transform2_1_4`), see

@@ -483,8 +483,8 @@ def evaluate(config, workdir, state=None, max_images=None, step=None) -> dict[st
 
 def export_model(config, workdir, out_dir, step=None, overwrite=False) -> dict:
     """Writes the EMA networks of a training run as a converted-style checkpoint (family
-    l2m) for `stylejax.convert.load_pretrained`."""
-    from stylejax.convert import save_converted
+    l2m) for `stylejax.model_format.load_pretrained`."""
+    from stylejax.model_format import save_model
 
     state = load_state(config, workdir, step)
     meta = {
@@ -494,7 +494,7 @@ def export_model(config, workdir, out_dir, step=None, overwrite=False) -> dict:
         "domains": l2m.domain_names(list(config.data.attributes)),
         "networks": {"l2m": {"kind": "l2m", "config": model_kwargs(config)}},
     }
-    save_converted(out_dir, {"l2m": {"params": state["ema"]}}, meta, overwrite=overwrite)
+    save_model(out_dir, {"l2m": {"params": state["ema"]}}, meta, overwrite=overwrite)
     return meta
 
 

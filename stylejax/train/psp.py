@@ -43,7 +43,7 @@ W_ENCODER = "BackboneEncoderUsingLastLayerIntoW"
 
 def load_generator(config):
     """(G, variables) of the frozen decoder: config.model.generator or the shipped one."""
-    from stylejax.convert import load_pretrained
+    from stylejax.model_format import load_pretrained
 
     path = config.model.generator
     if not path:
@@ -112,7 +112,7 @@ def model_config(config, G, g_config: dict, resolution: int) -> dict:
 
 
 def _load_frozen(path, kind: str, what: str):
-    from stylejax.convert import load_pretrained, read_config
+    from stylejax.model_format import load_pretrained, read_config
 
     meta = read_config(path)
     kinds = {net["kind"] for net in meta["networks"].values()}
@@ -525,7 +525,7 @@ def input_shape(config) -> tuple[int, int, int]:
 
 
 def _generator_config(config) -> dict:
-    from stylejax.convert import read_config
+    from stylejax.model_format import read_config
 
     meta = read_config(config.model.generator or SHIPPED_GENERATOR)
     nets = meta["networks"]
@@ -606,7 +606,7 @@ def train_and_evaluate(config, workdir):
     if jax.process_count() == 1:  # the converted-checkpoint writer is single-process
         source = f"{Path(workdir).absolute()} step {report['steps']}"
         save_model(Path(workdir) / "model", task, state, model_cfg, source)
-        logging.info("model for stylejax.inference.load_psp: %s", Path(workdir) / "model")
+        logging.info("model for stylejax.psp_inference.load_psp: %s", Path(workdir) / "model")
     if jax.process_index() == 0:
         files.write_json(Path(workdir) / "report.json", report)
     logging.info("test-split report:\n%s", format_report(report))
@@ -625,8 +625,8 @@ def format_report(report: dict) -> str:
 def save_model(out_dir, task, state, model_cfg, source: str, overwrite: bool = True):
     """Writes the encoder with its generator as a converted checkpoint of kind
     model_cfg['family'] ('psp', 'e4e' or 'restyle', the layouts tools/convert_weights.py
-    writes for official ones), for stylejax.convert.load_pretrained / inference.load_psp."""
-    from stylejax.convert import save_converted
+    writes for official ones), for model_format.load_pretrained / psp_inference.load_psp."""
+    from stylejax.model_format import save_model
 
     family = model_cfg["family"]
     variables = jax.device_get(_variables(task.frozen, state["params"], state["batch_stats"]))
@@ -636,7 +636,7 @@ def save_model(out_dir, task, state, model_cfg, source: str, overwrite: bool = T
         "source": source,
         "networks": {family: {"kind": family, "config": model_cfg}},
     }
-    save_converted(out_dir, {family: variables}, meta, overwrite=overwrite)
+    save_model(out_dir, {family: variables}, meta, overwrite=overwrite)
     return meta
 
 

@@ -412,8 +412,8 @@ def train_and_evaluate(config, workdir):
 
 def export_generator(config, workdir, out_dir, step=None, overwrite=False) -> dict:
     """Writes a training run's generator (latest checkpoint, or `step`) as a converted-style
-    checkpoint (config.json + orbax variables) for `stylejax.convert.load_pretrained`."""
-    from stylejax.convert import save_converted
+    checkpoint (config.json + orbax variables) for `stylejax.model_format.load_pretrained`."""
+    from stylejax.model_format import save_model
 
     task = make_task(config, with_samples=False)
     abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
@@ -429,7 +429,7 @@ def export_generator(config, workdir, out_dir, step=None, overwrite=False) -> di
         "source": f"{workdir} step {step} ({config.variant or 'default'} variant)",
         "networks": {"g": {"kind": "sean_generator", "config": generator_kwargs(config)}},
     }
-    save_converted(out_dir, {"g": state["g"]}, meta, overwrite=overwrite)
+    save_model(out_dir, {"g": state["g"]}, meta, overwrite=overwrite)
     return meta
 
 

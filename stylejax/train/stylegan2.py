@@ -305,7 +305,7 @@ def train_and_evaluate(config, workdir):
 def export_generator(config, workdir, out_dir, step=None, overwrite=False) -> dict:
     """Writes the EMA generator of a training run's checkpoint (latest, or `step`) as a
     converted-style checkpoint (config.json + orbax variables) for `load_pretrained`."""
-    from stylejax.convert import save_converted
+    from stylejax.model_format import save_model
 
     task = make_task(config)
     abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
@@ -317,5 +317,5 @@ def export_generator(config, workdir, out_dir, step=None, overwrite=False) -> di
         f"{step * config.batch_size} images)",
         "networks": {"g_ema": {"kind": "generator", "config": generator_kwargs(config)}},
     }
-    save_converted(out_dir, {"g_ema": state["g_ema"]}, meta, overwrite=overwrite)
+    save_model(out_dir, {"g_ema": state["g_ema"]}, meta, overwrite=overwrite)
     return meta
