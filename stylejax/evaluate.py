@@ -32,7 +32,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,9 +39,8 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from stylejax import files, images, metrics
+from stylejax import files, images, metrics, model_format
 from stylejax.convert import inception as convert_inception
-from stylejax.model_format import load_pretrained, read_config
 from stylejax.models import stylegan2 as sg
 
 INCEPTION_ENV = "STYLEJAX_INCEPTION"  # default --inception
@@ -117,12 +115,12 @@ def _load_frozen(path, family, how):
     if not path:
         raise FileNotFoundError(how)
     path = Path(path)
-    if not (path / "config.json").is_file():
+    if not (path / model_format.CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{path}: no converted checkpoint there (config.json). {how}")
-    found = read_config(path)["family"]
+    found = model_format.read_config(path)["family"]
     if found != family:
         raise ValueError(f"{path}: holds a converted '{found}' network, not '{family}'. {how}")
-    return load_pretrained(path)
+    return model_format.load_pretrained(path)
 
 
 def weights_tag(variables) -> str:
@@ -364,7 +362,9 @@ def load_generator(generator, config, workdir, step=None):
     """(G, variables, source, step): a converted checkpoint, or the EMA generator of the
     training run in `workdir` (config: the run's ml_collections config)."""
     if generator:
-        G, variables = load_pretrained(generator, "g_ema" if _has_g_ema(generator) else None)
+        G, variables = model_format.load_pretrained(
+            generator, "g_ema" if _has_g_ema(generator) else None
+        )
         if not isinstance(G, sg.Generator):
             raise ValueError(f"{generator}: not a StyleGAN2 generator checkpoint")
         return G, variables, str(generator), 0 if step is None else step
@@ -375,18 +375,23 @@ def load_generator(generator, config, workdir, step=None):
         )
     if config.get("method") != "stylegan2":
         raise ValueError(f"evaluate: config.method={config.get('method')!r}: needs stylegan2")
+    from stylejax.train import loop
     from stylejax.train import stylegan2 as trainer
 
-    with tempfile.TemporaryDirectory() as tmp:
-        meta = trainer.export_generator(config, workdir, Path(tmp) / "g", step=step)
-        G, variables = load_pretrained(Path(tmp) / "g")
-        variables = jax.tree_util.tree_map(np.asarray, variables)
-    found = int(re.search(r"step (\d+)", meta["source"])[1])
-    return G, variables, meta["source"], found
+    abstract = jax.eval_shape(trainer.make_task(config).init_state, jax.random.PRNGKey(0))
+    state, found = loop.restore_checkpoint(workdir, abstract, step)
+    G = model_format.build("generator", trainer.generator_kwargs(config))
+    # float32 numpy, as the exported model would load
+    variables = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), state["g_ema"])
+    source = (
+        f"{workdir} step {found} ({config.variant or 'default'} variant, "
+        f"{found * config.batch_size} images)"
+    )
+    return G, variables, source, found
 
 
 def _has_g_ema(path) -> bool:
-    return "g_ema" in read_config(path)["networks"]
+    return "g_ema" in model_format.read_config(path)["networks"]
 
 
 # ---------------------------------------------------------------------------------------------
