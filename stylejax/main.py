@@ -1,8 +1,18 @@
 """The one entry point: `python -m stylejax.main --config=configs/<method>.py[:variant]
-[--workdir=DIR] [--config.key=value ...]`.
+[--workdir=DIR] [--mode=train|evaluate|export] [--out=DIR] [--config.key=value ...]`.
 
-Kept thin on purpose: flags, multi-process start-up and dispatch to
-`stylejax.train.<config.method>.train_and_evaluate(config, workdir)`.
+Every method (`stylejax/train/<method>.py`) exposes the same four functions, and the modes
+drive them the same way:
+
+  make_task(config, mesh=None, frozen="load") -> loop.Task   the pure step, its state,
+      its frozen networks ("load"ed, "random" or "abstract" shapes) and batch shapes
+  make_data(config) -> (batches, tf_iterator)   per-process training batches
+  evaluate(config, state, workdir) -> {metric: value}   the test-split evaluation
+  export(config, state, out_dir) -> meta        the trained networks, for load_pretrained
+
+--mode=train (default) trains (resuming from --workdir's checkpoints), then evaluates, writes
+workdir/report.json and exports the model to workdir/model; --mode=evaluate and
+--mode=export do those steps for the latest checkpoint in --workdir (export to --out).
 """
 
 import importlib
@@ -22,6 +32,9 @@ _WORKDIR = flags.DEFINE_string(
     None,
     "Directory for checkpoints, logs and samples (default: workdir/<method>[_<variant>]).",
 )
+MODES = ("train", "evaluate", "export")
+_MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do with the method: " + "|".join(MODES))
+_OUT = flags.DEFINE_string("out", None, "--mode=export: the model folder (default: WORKDIR/model)")
 flags.mark_flags_as_required(["config"])
 
 
@@ -85,7 +98,80 @@ def main(argv):
     workdir = _WORKDIR.value or default_workdir(config)
     logging.info("workdir: %s", workdir)
     trainer = importlib.import_module(f"stylejax.train.{method}")
-    trainer.train_and_evaluate(config, workdir)
+    if _MODE.value == "train":
+        train(trainer, config, workdir)
+    elif _MODE.value == "evaluate":
+        evaluate(trainer, config, workdir, restore(trainer, config, workdir))
+    else:
+        out = _OUT.value or os.path.join(workdir, "model")
+        meta = trainer.export(config, restore(trainer, config, workdir), out)
+        logging.info("exported %s to %s", meta["source"], out)
+
+
+def train(trainer, config, workdir):
+    """Trains (resuming), then, unless stopped early, evaluates and exports to
+    workdir/model. Returns (state, history, report or None)."""
+    from stylejax.train import loop
+
+    loop.setup_jax()
+    mesh = loop.make_mesh(axes=config.sharding.mesh)
+    task = trainer.make_task(config, mesh)
+    data, tf_iterator = trainer.make_data(config)
+    logging.info(
+        "%s (%s variant) on %s: %d process(es), %d device(s), global batch %d",
+        config.method,
+        config.variant or "default",
+        config.data.name,
+        jax.process_count(),
+        jax.device_count(),
+        config.batch_size,
+    )
+    state, history = loop.run(task, config, workdir, data, tf_iterator, mesh)
+    if int(jax.device_get(state["step"])) < config.num_steps:
+        return state, history, None  # preempted: the next run resumes
+    report = evaluate(trainer, config, workdir, state)
+    if jax.process_count() == 1:  # the model-format writer is single-process
+        trainer.export(config, state, os.path.join(workdir, "model"))
+        logging.info("model: %s", os.path.join(workdir, "model"))
+    return state, history, report
+
+
+def restore(trainer, config, workdir, step=None):
+    """The train state of workdir's latest checkpoint (or `step`), as make_task builds it."""
+    from stylejax.train import loop
+
+    loop.setup_jax()
+    task = trainer.make_task(config)
+    abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(config.seed))
+    try:
+        state, _ = loop.restore_checkpoint(workdir, abstract, step)
+    except FileNotFoundError as e:
+        raise SystemExit(f"stylejax.main --mode={_MODE.value}: {e}") from None
+    return state
+
+
+def evaluate(trainer, config, workdir, state) -> dict:
+    """Runs the method's evaluation and writes workdir/report.json:
+    {"method", "variant", "step", "split", "metrics"}."""
+    from stylejax import files
+
+    metrics = trainer.evaluate(config, state, workdir)
+    report = {
+        "method": config.method,
+        "variant": config.variant or "default",
+        "step": int(jax.device_get(state["step"])),
+        "split": config.eval.split,
+        "metrics": metrics,
+    }
+    if jax.process_index() == 0:
+        files.write_json(os.path.join(workdir, "report.json"), report)
+    logging.info(
+        "%s test split (%s): %s",
+        config.method,
+        config.eval.split,
+        ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()),
+    )
+    return report
 
 
 def default_workdir(config) -> str:

@@ -15,7 +15,8 @@ from configs import restyle as restyle_configs
 from stylejax.models import e4e, restyle
 from stylejax.models import stylegan2 as sg
 from stylejax.train import e4e as e4e_train
-from stylejax.train import psp as psp_train
+from stylejax.train import gan
+from stylejax.train import psp_family as family
 from stylejax.train import restyle as restyle_train
 
 RES = 16
@@ -41,7 +42,7 @@ def generator():
 
 
 def frozen(G, g_vars):
-    return {"decoder": g_vars, "latent_avg": psp_train.latent_average(G, g_vars, n=2000)}
+    return {"decoder": g_vars, "latent_avg": family.latent_average(G, g_vars, n=2000)}
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -59,14 +60,14 @@ def trunk(encoder_class, **kwargs):
 def restyle_task(config, encoder_class=restyle.BackboneEncoder):
     G, g_vars = generator()
     model = restyle.ReStyle(trunk(encoder_class, block_spatial=1), G)
-    tx = psp_train.optimizer(config)
-    weights = psp_train.loss_weights(config, False, False)
+    tx = family.optimizer(config)
+    weights = family.loss_weights(config, False, False)
     step = jax.jit(
         functools.partial(
             restyle_train.train_step, config, model, None, tx, None, weights, {}, None
         )
     )
-    state = psp_train.init_state(config, model, tx, (RES, RES, 6), jax.random.PRNGKey(0))
+    state = family.init_encoder_state(config, model, tx, (RES, RES, 6), jax.random.PRNGKey(0))
     return model, step, state, frozen(G, g_vars)
 
 
@@ -144,7 +145,7 @@ def test_encoder_bootstrapping_starts_from_the_given_codes():
     result depends on where it started."""
     G, g_vars = generator()
     model, _, state, fz = restyle_task(config_a())
-    variables = psp_train._variables(fz, state["params"], state["batch_stats"])
+    variables = family.encoder_variables(fz, state["params"], state["batch_stats"])
     x = targets(G, g_vars, jax.random.PRNGKey(5))
     run = jax.jit(lambda v, x, init: model.apply(v, x, 2, init=init, return_residuals=True))
     init = fz["latent_avg"][None] + 0.3 * jax.random.normal(jax.random.PRNGKey(6), (BATCH, 6, 16))
@@ -200,7 +201,7 @@ def test_discriminator_step_applies_lazy_r1_on_its_interval():
     on, m_on = step(base, real, fake, None, jax.random.PRNGKey(3))
     off, m_off = step(dict(base, step=jnp.int32(1)), real, fake, None, jax.random.PRNGKey(3))
     assert float(m_on["d_r1_penalty"][1]) == 1.0 and float(m_off["d_r1_penalty"][1]) == 0.0
-    want = jnp.mean(e4e_train.r1_penalty(D, base["d_params"], real))
+    want = jnp.mean(gan.r1_penalty(lambda w: D.apply({"params": base["d_params"]}, w), real))
     assert float(m_off["d_loss"]) == pytest.approx(float(m_on["d_loss"]), rel=1e-6)
     assert float(m_on["d_r1_penalty"][0]) > 0 and np.isfinite(float(want))
     leaves_on = jax.tree_util.tree_leaves(on["d_params"])
@@ -218,18 +219,29 @@ def test_e4e_step_leaves_locked_offsets_untouched():
     G, g_vars = generator()
     encoder = trunk(e4e.Encoder4Editing, block_spatial=(1, 2, 4), taps=(3, 5, 7))
     model = e4e.E4E(encoder, G, start_from_latent_avg=True)
-    tx = psp_train.optimizer(config)
+    tx = family.optimizer(config)
     D, d_tx = e4e_train.build_discriminator(config, 16)
-    weights = psp_train.loss_weights(config, False, False)
+    weights = family.loss_weights(config, False, False)
     steps = e4e_train.progressive_steps(config, 6)
-    state = psp_train.init_state(config, model, tx, (RES, RES, 3), jax.random.PRNGKey(0))
+    state = family.init_encoder_state(config, model, tx, (RES, RES, 3), jax.random.PRNGKey(0))
     state.update(e4e_train.init_discriminator(config, D, d_tx, 16, jax.random.PRNGKey(1)))
-    step = jax.jit(
-        functools.partial(e4e_train.train_step, config, model, D, tx, d_tx, weights, {}, steps)
-    )
+    traces = []
+
+    def train_step(*args):  # runs once per trace
+        traces.append(len(traces))
+        return e4e_train.train_step(*args)
+
+    step = jax.jit(functools.partial(train_step, config, model, D, tx, d_tx, weights, {}, steps))
     x = targets(G, g_vars, jax.random.PRNGKey(8))
     new, metrics = step(state, {"source": x, "target": x}, frozen(G, g_vars))
     assert float(metrics["stage"]) == 1.0
+    # Later stages come from the traced step counter: the same compiled step serves them.
+    for k, stage in ((50, 2), (60, 3), (85, 5)):
+        _, later = step(
+            dict(state, step=jnp.int32(k)), {"source": x, "target": x}, frozen(G, g_vars)
+        )
+        assert float(later["stage"]) == stage
+    assert len(traces) == 1
     for i in range(6):
         changed = jax.tree_util.tree_map(
             lambda a, b: np.abs(np.asarray(a) - np.asarray(b)).max(),

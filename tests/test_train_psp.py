@@ -18,6 +18,7 @@ import pytest
 from conftest import build_synthetic_faces, set_fields
 
 from configs import psp as psp_configs
+from stylejax import main as entry
 from stylejax import psp_inference
 from stylejax.data.synthetic_faces import SyntheticFacesConfig
 from stylejax.model_format import save_model
@@ -25,6 +26,7 @@ from stylejax.models import irse, lpips
 from stylejax.models import stylegan2 as sg
 from stylejax.train import loop
 from stylejax.train import psp as trainer
+from stylejax.train import psp_family as family
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = 16
@@ -81,8 +83,8 @@ def tiny_config(assets, variant="", **overrides):
 
 
 def one_batch(config, n=8):
-    data, _, shape = trainer.make_data(config)
-    return next(data), shape
+    data, _ = trainer.make_data(config)
+    return next(data), family.input_shape(config)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -90,10 +92,10 @@ def one_batch(config, n=8):
 
 def test_face_crop_is_psp_rows_35_223_cols_32_220_at_256():
     x = jnp.arange(256 * 256, dtype=jnp.float32).reshape(1, 256, 256, 1)
-    crop = trainer.face_crop(x)
+    crop = family.face_crop(x)
     assert crop.shape == (1, 188, 188, 1)
     assert crop[0, 0, 0, 0] == 35 * 256 + 32 and crop[0, -1, -1, 0] == 222 * 256 + 219
-    assert trainer.face_crop(jnp.zeros((1, 64, 64, 3))).shape == (1, 47, 47, 3)  # 9:56, 8:55
+    assert family.face_crop(jnp.zeros((1, 64, 64, 3))).shape == (1, 47, 47, 3)  # 9:56, 8:55
 
 
 def test_l2_and_w_norm_match_their_definitions():
@@ -102,13 +104,13 @@ def test_l2_and_w_norm_match_their_definitions():
     codes = rng.normal(size=(2, 4, 5)).astype(np.float32)
     avg = rng.normal(size=(4, 5)).astype(np.float32)
     weights = dict(l2=1.0, lpips=0, id=0, w_norm=0.5, l2_crop=0, lpips_crop=0)
-    total, terms = trainer.reconstruction_losses(weights, {}, {}, y_hat, y, codes, avg)
+    total, terms = family.reconstruction_losses(weights, {}, {}, y_hat, y, codes, avg)
     l2 = np.mean((y_hat - y) ** 2)
     w_norm = np.mean([np.linalg.norm(c - avg) for c in codes])  # Frobenius norm per sample
     np.testing.assert_allclose(terms["l2"], l2, rtol=1e-6)
     np.testing.assert_allclose(terms["w_norm"], w_norm, rtol=1e-6)
     np.testing.assert_allclose(total, l2 + 0.5 * w_norm, rtol=1e-6)
-    _, w_terms = trainer.reconstruction_losses(weights, {}, {}, y_hat, y, codes[:, 0], avg)
+    _, w_terms = family.reconstruction_losses(weights, {}, {}, y_hat, y, codes[:, 0], avg)
     np.testing.assert_allclose(
         w_terms["w_norm"], np.mean(np.linalg.norm(codes[:, 0] - avg[0], axis=-1)), rtol=1e-6
     )
@@ -117,14 +119,14 @@ def test_l2_and_w_norm_match_their_definitions():
 def test_missing_loss_networks_are_switched_off_with_a_note_or_refused(assets, caplog):
     config = tiny_config(assets)
     with caplog.at_level(logging.WARNING):
-        weights = trainer.loss_weights(config, have_lpips=False, have_arcface=False)
+        weights = family.loss_weights(config, have_lpips=False, have_arcface=False)
     assert weights["lpips"] == 0 and weights["id"] == 0 and weights["l2"] == 1.0
     assert "config.loss.lpips_weights" in caplog.text and "config.loss.id_weights" in caplog.text
     config.loss.require_weights = True
     with pytest.raises(ValueError, match="--config.loss.id_weights.*or set --config.loss.id=0"):
-        trainer.loss_weights(config, have_lpips=True, have_arcface=False)
+        family.loss_weights(config, have_lpips=True, have_arcface=False)
     config.loss.id = 0.0
-    assert trainer.loss_weights(config, have_lpips=True, have_arcface=False)["lpips"] == 0.8
+    assert family.loss_weights(config, have_lpips=True, have_arcface=False)["lpips"] == 0.8
 
 
 # ----------------------------------------------------------------------------- Ranger
@@ -169,7 +171,7 @@ def test_ranger_matches_a_reference_of_radam_lookahead_and_centralisation():
 
     config = psp_configs.get_config()
     config.optimizer.lr = 0.01
-    tx = trainer.optimizer(config)
+    tx = family.optimizer(config)
     # In float64: RAdam's rectification subtracts numbers near 2000, which float32 rounds
     # at 1e-4, enough to move the result by 1e-5.
     with jax.enable_x64(True):
@@ -195,33 +197,37 @@ def trained(assets, tmp_path_factory):
         assets,
         **{"loss.lpips_weights": str(assets / "lpips"), "loss.id_weights": str(assets / "arcface")},
     )
-    state, report = trainer.train_and_evaluate(config, workdir)
-    return config, workdir, state, report
+    state, history, report = entry.train(trainer, config, workdir)
+    return config, workdir, state, report, history
 
 
 def test_training_reports_test_metrics_against_the_w_avg_baseline(trained):
-    config, workdir, state, report = trained
+    config, workdir, state, report, _ = trained
     assert int(state["step"]) == config.num_steps
     saved = json.loads((workdir / "report.json").read_text())
     assert saved == json.loads(json.dumps(report))
-    for row in ("psp", "w_avg_baseline"):
-        assert set(saved[row]) == {"mse", "psnr", "ssim", "lpips", "id_similarity"}
-        assert np.isfinite(list(saved[row].values())).all()
+    assert (saved["method"], saved["step"], saved["split"]) == ("psp", config.num_steps, "test")
+    names = {"mse", "psnr", "ssim", "lpips", "id_similarity"}
+    assert set(saved["metrics"]) == names | {f"baseline/{n}" for n in names}
+    for prefix in ("", "baseline/"):
+        row = {n: saved["metrics"][prefix + n] for n in names}
+        assert np.isfinite(list(row.values())).all()
         # PSNR is 10·log10(4 / MSE) per image, so mean PSNR ≥ 10·log10(4 / mean MSE).
-        assert saved[row]["psnr"] >= 10 * np.log10(4 / saved[row]["mse"]) - 1e-4
+        assert row["psnr"] >= 10 * np.log10(4 / row["mse"]) - 1e-4
+    assert (workdir / "eval" / "test.png").is_file()
     assert (workdir / "test" / f"step_{config.num_steps:07d}.png").is_file()
     assert (workdir / "checkpoints" / str(config.num_steps)).is_dir()
 
 
 def test_all_loss_terms_train_and_the_encoder_moves(trained):
-    config, workdir, state, report = trained
-    train = report["train"]
+    config, workdir, state, _, history = trained
+    train = next(m for _, m in reversed(history) if "loss" in m)  # the last logged
     assert {"loss_l2", "loss_lpips", "loss_id"} <= set(train)
     assert 0 < train["loss_id"] < 2  # 1 − cosine
     weights = {"l2": 1.0, "lpips": 0.8, "id": 0.1}  # the paper's, config defaults
     assert train["loss"] == pytest.approx(sum(w * train[f"loss_{k}"] for k, w in weights.items()))
     # The encoder moved between the checkpoints of steps 2 and 4.
-    task, _, _ = trainer.make_task(config, (RES, RES, 3), loop.make_mesh(jax.devices()[:1]))
+    task = trainer.make_task(config, loop.make_mesh(jax.devices()[:1]))
     abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
     earlier, _ = loop.restore_checkpoint(workdir, abstract, step=2)
     moved = optax.tree.norm(
@@ -233,10 +239,12 @@ def test_all_loss_terms_train_and_the_encoder_moves(trained):
 
 
 def test_exported_model_is_the_trained_one_and_mixes_styles(trained):
-    config, workdir, state, _ = trained
+    config, workdir, state, _, _ = trained
     model = psp_inference.load_psp(workdir / "model")
-    task, _, _ = trainer.make_task(config, (RES, RES, 3), loop.make_mesh(jax.devices()[:1]))
-    want = trainer._variables(task.frozen, jax.device_get(state["params"]), state["batch_stats"])
+    task = trainer.make_task(config, loop.make_mesh(jax.devices()[:1]))
+    want = family.encoder_variables(
+        task.frozen, jax.device_get(state["params"]), state["batch_stats"]
+    )
     want, got = jax.device_get(want), model.variables
     assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
     for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
@@ -275,7 +283,7 @@ def test_exported_model_is_the_trained_one_and_mixes_styles(trained):
 def test_inference_tool_writes_results_for_a_folder(trained, tmp_path):
     from PIL import Image
 
-    config, workdir, _, _ = trained
+    config, workdir, _, _, _ = trained
     folder = tmp_path / "in"
     folder.mkdir()
     batch, _ = one_batch(config)
@@ -301,7 +309,10 @@ def test_inference_tool_writes_results_for_a_folder(trained, tmp_path):
 def one_step(config, batch, devices):
     """One train step of `config` on a mesh over `devices`, as the engine compiles it."""
     mesh = loop.make_mesh(devices)
-    task, _, _ = trainer.make_task(config, batch["source"].shape[1:], mesh)
+    task = trainer.make_task(config, mesh)
+    assert {k: (v.shape, v.dtype) for k, v in task.batch_spec.items()} == {
+        k: ((config.batch_size, *batch[k].shape[1:]), batch[k].dtype) for k in ("source", "target")
+    }
     state = jax.jit(task.init_state, out_shardings=loop.replicated(mesh))(jax.random.PRNGKey(0))
     step = loop.compile_step(task, mesh, loop.replicated(mesh))
     return step, state, task.frozen, mesh
@@ -319,8 +330,8 @@ def one_step(config, batch, devices):
 )
 def test_every_task_variant_trains_a_few_steps(assets, variant, input_nc, terms):
     config = tiny_config(assets, variant)
-    data, _, shape = trainer.make_data(config)
-    assert shape == (RES, RES, input_nc)
+    data, _ = trainer.make_data(config)
+    assert family.input_shape(config) == (RES, RES, input_nc)
     step, state, frozen, mesh = one_step(config, next(data), jax.devices()[:1])
     losses = []
     for _ in range(2):
@@ -351,7 +362,7 @@ def test_configs_name_their_errors(assets):
         psp_configs.get_config("nope")
     config = psp_configs.get_config("ffhq_encode")
     with pytest.raises(ValueError, match="needs --config.model.generator"):
-        trainer.load_generator(config)
+        family.load_generator(config)
     config = tiny_config(
         assets,
         **{
@@ -367,8 +378,8 @@ def test_config_f_networks_hash_as_static_jit_arguments():
     """ffhq_encode's abstract config-f generator goes to jit as a static argument (the
     ReStyle benchmark's run_iterations), so the module must hash: built like a converted
     file's generator (model_format.build), channels as a tuple."""
-    networks = trainer.abstract_networks(psp_configs.get_config("ffhq_encode"))
+    networks = family.abstract_networks(psp_configs.get_config("ffhq_encode"))
     G = networks["G"]
     assert G.channels == sg.channels_from_base(1024, 32768, 512)
-    twin = sg.Generator(**{**trainer.CONFIG_F, "channels": G.channels}, fused_modconv=False)
+    twin = sg.Generator(**{**family.CONFIG_F, "channels": G.channels}, fused_modconv=False)
     assert hash(G) == hash(twin)  # a list of channels raises TypeError here

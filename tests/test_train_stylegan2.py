@@ -14,6 +14,7 @@ import optax
 import pytest
 import tensorflow as tf
 from conftest import set_fields
+from tracing import counting_traces
 
 from configs import stylegan2 as stylegan2_configs
 from stylejax.models import stylegan2 as sg
@@ -76,9 +77,21 @@ def setup():
     config = tiny_config()
     task = trainer.make_task(config)
     state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
-    step = compiled_step(task, state, jax.devices()[:1])
+    counted, traces = counting_traces(task)
+    step = compiled_step(counted, state, jax.devices()[:1])
+    step.traces = traces
     batch = {"image": jnp.asarray(real_images()[:BATCH])}
     return config, task, state, step, batch
+
+
+def test_one_trace_serves_every_regulariser_interval(setup):
+    config, task, state, step, batch = setup
+    assert {k: (v.shape, v.dtype) for k, v in task.batch_spec.items()} == {
+        "image": (batch["image"].shape, batch["image"].dtype)
+    }
+    for k in (0, 1, config.train.pl_interval, config.train.r1_interval, 17):
+        step(at_step(state, k), batch)
+    assert len(step.traces) == 1
 
 
 def at_step(state, k):

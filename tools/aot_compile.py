@@ -1,6 +1,7 @@
-"""Compiles a method's real train step for a TPU pod slice on a machine without a TPU, and
-prints what one step needs per device: memory (from XLA's memory analysis) and FLOPs (from its
-cost analysis).
+"""Compiles any method's real train step (the one `python -m stylejax.main` runs: the
+method's make_task, its frozen networks as shapes, its Task.batch_spec) for a TPU pod slice on
+a machine without a TPU, and prints what one step needs per device: memory (from XLA's memory
+analysis) and FLOPs (from its cost analysis).
 
   python tools/aot_compile.py --config=configs/stylegan2.py:ffhq1024 --topology=v5e:8x8 \
       --config.batch_size=64
@@ -23,7 +24,6 @@ import importlib
 import time
 
 import jax
-import jax.numpy as jnp
 from absl import app, flags
 from jax.experimental import topologies
 from ml_collections import config_flags
@@ -41,25 +41,6 @@ flags.mark_flags_as_required(["config"])
 # v4 and v5p chips have two TensorCores that JAX drives as one device ("megacore"); v5p's
 # topology does that by default, v4's must be asked.
 CHIP_CONFIGS = {"v4": "megacore"}
-
-
-def batch_spec(config) -> dict[str, tuple[tuple[int, ...], jnp.dtype]]:
-    """Shapes of one global batch as the method's data pipeline yields it."""
-    if config.method == "stylegan2":
-        r = config.model.resolution
-        return {"image": ((config.batch_size, r, r, 3), jnp.float32)}
-    if config.method == "psp":
-        from stylejax.train import psp
-
-        h, w, c = psp.input_shape(config)
-        return {
-            "source": ((config.batch_size, h, w, c), jnp.float32),
-            "target": ((config.batch_size, h, w, 3), jnp.float32),
-        }
-    raise ValueError(
-        f"tools/aot_compile.py: no batch shapes for config.method={config.method!r}; "
-        f"expected 'stylegan2' or 'psp' (add the method's batch to batch_spec)"
-    )
 
 
 def topology_devices(topology: str) -> list:
@@ -92,19 +73,19 @@ def compile_train_step(config, devices):
             f"set --config.batch_size to a multiple of {num_devices}"
         )
     trainer = importlib.import_module(f"stylejax.train.{config.method}")
-    # Methods whose task loads weights (pSp's frozen generator and loss networks) build it
-    # from shapes here.
-    task = getattr(trainer, "make_abstract_task", trainer.make_task)(config)
-    mesh = loop.make_mesh(devices)
-    repl = loop.replicated(mesh)
+    mesh = loop.make_mesh(devices, axes=config.sharding.mesh)
+    # Frozen networks (pSp's generator and loss networks, SEAN's VGG) as shapes only.
+    task = trainer.make_task(config, mesh, frozen="abstract")
     abstract_state = jax.eval_shape(task.init_state, jax.random.PRNGKey(config.seed))
-    state_sharding = jax.tree_util.tree_map(lambda _: repl, abstract_state)
+    state_sharding = loop.state_sharding(config, mesh, abstract_state)
     state = jax.tree_util.tree_map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl), abstract_state
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        abstract_state,
+        state_sharding,
     )
     batch = {
-        name: jax.ShapeDtypeStruct(shape, dtype, sharding=loop.batch_sharded(mesh))
-        for name, (shape, dtype) in batch_spec(config).items()
+        name: jax.ShapeDtypeStruct(spec.shape, spec.dtype, sharding=loop.batch_sharded(mesh))
+        for name, spec in task.batch_spec.items()
     }
     t0 = time.perf_counter()
     frozen = () if task.frozen is None else (task.frozen,)

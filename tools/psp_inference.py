@@ -25,7 +25,7 @@ import numpy as np
 
 from stylejax import images, psp_inference
 from stylejax.stylegan2_generate import Progress
-from stylejax.train.psp import source_for_display
+from stylejax.train.psp_family import source_for_display
 
 
 def parse_layers(text: str) -> list[int]:

@@ -72,6 +72,13 @@ def load(
     return _read(builder, split, keys, None, process_index, process_count, decode_images=True)
 
 
+def image_size(name: str, data_dir=None) -> int:
+    """The side of `name`'s square images as its builder declares them: metadata from the
+    builder's code or dataset_info.json, no example read and nothing prepared."""
+    shape = tfds.builder(name, data_dir=data_dir).info.features["image"].shape
+    return int(shape[0])
+
+
 def to_float(example):
     """uint8 features -> the model-facing value ranges described in the module docstring."""
     out = dict(example)

@@ -1,7 +1,7 @@
 """e4e encoder training (Tov et al. 2021) on the shared engine, built on pSp's training.
 
 The pSp pieces (frozen generator, L2 / LPIPS / ID / w-norm losses, Ranger, data, the
-test-split evaluator) come from `stylejax.train.psp`; e4e adds, as the public coach does:
+test-split evaluator, export) come from `stylejax.train.psp_family`; e4e adds, as the public coach does:
 
 - progressive training: the offsets Δ1 … Δ(n−1) are unlocked one by one at
   `progressive_steps` ([0, start, start + every, …]); the stage is derived from the step
@@ -28,10 +28,10 @@ import numpy as np
 import optax
 from absl import logging
 
-from stylejax import files
 from stylejax.models import e4e as e4e_models
-from stylejax.train import loop
+from stylejax.train import gan, loop
 from stylejax.train import psp as psp_train
+from stylejax.train import psp_family as family
 
 # ----------------------------------------------------------------------------- progressive
 
@@ -101,11 +101,6 @@ def pick_rows(codes, stage, key, random_row: bool):
     return codes[jnp.arange(codes.shape[0]), rows]
 
 
-def r1_penalty(D, d_params, real_w):
-    grads = jax.grad(lambda w: D.apply({"params": d_params}, w).sum())(real_w)
-    return jnp.sum(jnp.square(grads), axis=-1)
-
-
 def discriminator_step(config, D, d_tx, state, real_w, fake_codes, stage, key):
     """D's main update on pooled reals and fakes, then the lazy R1 update. Returns
     (state, metrics)."""
@@ -126,8 +121,8 @@ def discriminator_step(config, D, d_tx, state, real_w, fake_codes, stage, key):
     def d_loss(params):
         real = D.apply({"params": params}, real_w)
         fake = D.apply({"params": params}, fake_w)
-        real_loss = jnp.mean(jax.nn.softplus(-real))
-        fake_loss = jnp.mean(jax.nn.softplus(fake))
+        real_loss = gan.logistic_loss(real, real=True)
+        fake_loss = gan.logistic_loss(fake, real=False)
         return real_loss + fake_loss, (real_loss, fake_loss)
 
     (loss, (real_loss, fake_loss)), grads = jax.value_and_grad(d_loss, has_aux=True)(
@@ -141,7 +136,7 @@ def discriminator_step(config, D, d_tx, state, real_w, fake_codes, stage, key):
         scale = e.r1 / 2 * e.d_reg_every
 
         def loss_fn(params):
-            penalty = jnp.mean(r1_penalty(D, params, real_w))
+            penalty = jnp.mean(gan.r1_penalty(lambda w: D.apply({"params": params}, w), real_w))
             return penalty * scale, penalty
 
         (_, penalty), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
@@ -221,16 +216,6 @@ def build_discriminator(config, w_dim: int):
 # ----------------------------------------------------------------------------- e4e's step
 
 
-def apply_gradients(config, tx, state, grads):
-    """One optimiser update of state['params'] (and Ranger's slow weights)."""
-    opt_params = psp_train._opt_params(config, state)
-    updates, opt_state = tx.update(grads, state["opt_state"], opt_params)
-    new_params = optax.apply_updates(opt_params, updates)
-    if config.optimizer.name == "ranger":
-        return dict(state, params=new_params.fast, slow=new_params.slow, opt_state=opt_state)
-    return dict(state, params=new_params, opt_state=opt_state)
-
-
 def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, frozen):
     x, y = batch["source"], batch["target"]
     rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), state["step"])
@@ -241,7 +226,7 @@ def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, f
         metrics["stage"] = stage.astype(jnp.float32)
 
     if config.e4e.w_discriminator_lambda > 0:
-        variables = psp_train._variables(frozen, state["params"], state["batch_stats"])
+        variables = family.encoder_variables(frozen, state["params"], state["batch_stats"])
         fake = model.apply(
             variables,
             x,
@@ -255,7 +240,7 @@ def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, f
         metrics.update(d_metrics)
 
     def loss_fn(params):
-        variables = psp_train._variables(frozen, params, state["batch_stats"])
+        variables = family.encoder_variables(frozen, params, state["batch_stats"])
         (y_hat, codes), updated = model.apply(
             variables,
             x,
@@ -266,8 +251,8 @@ def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, f
             rngs={"noise": k_noise},
             mutable=["batch_stats"],
         )
-        y_hat = psp_train.pool_to(y_hat, y.shape[1])
-        total, terms = psp_train.reconstruction_losses(
+        y_hat = family.pool_to(y_hat, y.shape[1])
+        total, terms = family.reconstruction_losses(
             weights, nets, frozen, y_hat, y, codes, frozen["latent_avg"]
         )
         extra, extra_total = encoder_terms(
@@ -278,7 +263,7 @@ def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, f
     (total, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state["params"]
     )
-    state = apply_gradients(config, tx, dict(state, batch_stats=batch_stats), grads)
+    state = family.apply_gradients(config, tx, dict(state, batch_stats=batch_stats), grads)
     state["step"] = state["step"] + 1
     metrics.update(
         loss=total,
@@ -299,47 +284,60 @@ def encoder_kwargs(config, G, resolution: int) -> dict:
     return kwargs
 
 
-def make_task(config, input_shape, mesh=None):
-    """The engine task plus (model, model config, progressive steps)."""
-    mesh = loop.make_mesh() if mesh is None else mesh
-    networks = psp_train.load_networks(config)
-    G, nets = networks["G"], networks["nets"]
-    resolution = input_shape[0]
+def build(config, frozen: str = "load"):
+    """(model, model_config, networks); `frozen` as in psp.build."""
+    networks = family.networks(config, frozen)
+    G = networks["G"]
+    shape = family.input_shape(config)
     model_cfg = {
         "family": "e4e",
         "encoder_type": "Encoder4Editing",
-        "encoder": encoder_kwargs(config, G, resolution),
-        "input_nc": input_shape[-1],
-        "input_size": resolution,
+        "encoder": encoder_kwargs(config, G, shape[0]),
+        "input_nc": shape[-1],
+        "input_size": shape[0],
         "decoder": networks["g_config"],
         "start_from_latent_avg": True,
     }
     model = e4e_models.E4E(e4e_models.Encoder4Editing(**model_cfg["encoder"]), G, True)
+    return model, model_cfg, networks
+
+
+def make_task(config, mesh=None, frozen: str = "load") -> loop.Task:
+    """The engine task; `frozen` ("load", "random" or "abstract") says how to get the
+    frozen networks (psp_family.networks); abstract ones give no evaluator."""
+    mesh = loop.make_mesh(axes=config.sharding.mesh) if mesh is None else mesh
+    abstract = frozen == "abstract"
+    model, _, networks = build(config, frozen)
+    G, nets = networks["G"], networks["nets"]
     steps = progressive_steps(config, G.num_ws)
     logging.info("e4e progressive steps: %s", steps)
-    weights = psp_train.loss_weights(config, "lpips" in nets, "arcface" in nets)
-    tx = psp_train.optimizer(config)
+    weights = family.loss_weights(config, "lpips" in nets, "arcface" in nets)
+    tx = family.optimizer(config)
     D, d_tx = build_discriminator(config, G.w_dim)
-    frozen = jax.device_put(networks["frozen"], loop.replicated(mesh))
+    placed = networks["frozen"]
+    if not abstract:
+        placed = jax.device_put(placed, loop.replicated(mesh))
+    input_shape = family.input_shape(config)
 
     def init_state(rng):
         k_enc, k_d = jax.random.split(rng)
-        state = psp_train.init_state(config, model, tx, input_shape, k_enc)
+        state = family.init_encoder_state(config, model, tx, input_shape, k_enc)
         return {**state, **init_discriminator(config, D, d_tx, G.w_dim, k_d)}
 
-    task = loop.Task(
+    eval_fn = functools.partial(family.eval_batch, model, nets)
+    return loop.Task(
         init_state=init_state,
         train_step=functools.partial(train_step, config, model, D, tx, d_tx, weights, nets, steps),
         samples=None,
         global_batch_size=config.batch_size,
         parameters=parameter_groups,
-        frozen=frozen,
-        prepare_state=functools.partial(psp_train.init_encoder_from_arcface, config)
+        frozen=placed,
+        prepare_state=functools.partial(family.init_encoder_from_arcface, config)
         if config.model.encoder_init
         else None,
-        evaluate=psp_train.Evaluator(config, model, nets, frozen, mesh),
+        evaluate=None if abstract else family.Evaluator(config, eval_fn, placed, mesh),
+        batch_spec=family.batch_spec(config),
     )
-    return task, model, model_cfg, steps
 
 
 def parameter_groups(state) -> dict:
@@ -347,27 +345,6 @@ def parameter_groups(state) -> dict:
     if "d_params" in state:
         groups["w_discriminator"] = state["d_params"]
     return groups
-
-
-def finish(config, workdir, task, state, history, model_cfg, report: dict):
-    """Writes workdir/report.json (the last test metrics and `report`) and, single-process,
-    the model to workdir/model."""
-    final = next((m for _, m in reversed(history) if any(k.startswith("test/") for k in m)), {})
-    report = {
-        "variant": config.variant or "default",
-        "encoder_type": model_cfg["encoder_type"],
-        "steps": int(jax.device_get(state["step"])),
-        "train": next((m for _, m in reversed(history) if "loss" in m), {}),
-        "test_examples": config.eval.num_examples,
-        "test": {k[len("test/") :]: v for k, v in final.items()},
-        **report,
-    }
-    if jax.process_count() == 1:  # the converted-checkpoint writer is single-process
-        source = f"{Path(workdir).absolute()} step {report['steps']}"
-        psp_train.save_model(Path(workdir) / "model", task, state, model_cfg, source)
-    if jax.process_index() == 0:
-        files.write_json(Path(workdir) / "report.json", report)
-    return report
 
 
 # ----------------------------------------------------------------------------- editing
@@ -475,22 +452,30 @@ def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
     }
 
 
-def train_and_evaluate(config, workdir):
-    """Trains, evaluates on the test split every eval_every steps (and G(w_avg) once, as the
-    baseline), writes workdir/report.json and the model to workdir/model."""
-    loop.setup_jax()
-    mesh = loop.make_mesh()
-    data, tf_iterator, input_shape = psp_train.make_data(config)
-    task, model, model_cfg, _steps = make_task(config, input_shape, mesh)
-    state, history = loop.run(task, config, workdir, data, tf_iterator, mesh)
-    baseline, _ = task.evaluate(state, baseline=True)
-    extra = {"w_avg_baseline": baseline}
-    if config.edit.attribute and jax.process_count() == 1:  # a host-local measurement
-        from stylejax import psp_inference
+def make_data(config):
+    return family.make_data(config)
 
-        variables = psp_train._variables(task.frozen, state["params"], state["batch_stats"])
+
+def evaluate(config, state, workdir) -> dict[str, float]:
+    """pSp's test-split metrics (with the G(w_avg) baseline as "baseline/…") and, when
+    config.edit.attribute names one, the editing proof as "edit/…" (single-process: a
+    host-local measurement)."""
+    from stylejax import psp_inference
+
+    task = make_task(config)
+    result = family.evaluate_encoder(task, state, workdir)
+    if config.edit.attribute and jax.process_count() == 1:
+        model, model_cfg, networks = build(config)
+        variables = family.encoder_variables(
+            networks["frozen"], state["params"], state["batch_stats"]
+        )
         trained = psp_inference.PSPModel(model, jax.device_get(variables), model_cfg)
-        extra["edit"] = edit_consistency(config, trained, workdir)
-    report = finish(config, workdir, task, state, history, model_cfg, extra)
-    logging.info("test-split report: %s", report)
-    return state, report
+        proof = edit_consistency(config, trained, workdir)
+        result.update({f"edit/{k}": v for k, v in proof.items() if isinstance(v, (int, float))})
+    return result
+
+
+def export(config, state, out_dir) -> dict:
+    """The encoder with its generator, for psp_inference.load_psp."""
+    _, model_cfg, networks = build(config)
+    return family.export_encoder(out_dir, networks["frozen"], state, model_cfg, config)

@@ -8,7 +8,7 @@ per batch; `restyle.update_each_iteration` instead applies an update after every
 The whole batch is one jitted step; the iterations run unrolled or under `lax.scan`
 (`restyle.scan`; 4x slower per step on a CPU at the default size).
 
-The pSp pieces (frozen generator, losses, Ranger, data) come from `stylejax.train.psp`; with
+The pSp pieces (frozen generator, losses, Ranger, data) come from `stylejax.train.psp_family`; with
 the `ProgressiveBackboneEncoder` (ReStyle-e4e) the e4e pieces (progressive stages, delta
 regularisation, latent discriminator with R1) come from `stylejax.train.e4e`; the
 discriminator sees the step-0 codes, as the public ReStyle-e4e coach.
@@ -18,6 +18,7 @@ the G(latent_avg) baseline, and writes an input | step 1 … N | target grid.
 """
 
 import functools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,7 @@ from stylejax.models import restyle
 from stylejax.train import e4e as e4e_train
 from stylejax.train import loop
 from stylejax.train import psp as psp_train
+from stylejax.train import psp_family as family
 
 
 def encoder_kwargs(config, G, resolution: int) -> dict:
@@ -55,7 +57,7 @@ def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, f
     if stage is not None:
         metrics["stage"] = stage.astype(jnp.float32)
 
-    variables = psp_train._variables(frozen, state["params"], state["batch_stats"])
+    variables = family.encoder_variables(frozen, state["params"], state["batch_stats"])
     codes, images = model.apply(variables, x, method=restyle.ReStyle.start)
     if D is not None:  # the public ReStyle-e4e coach: D first, on the step-0 codes
         (fake, _, _), _ = model.apply(
@@ -78,7 +80,7 @@ def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, f
         state, codes, images, grad_sum = carry
 
         def loss_fn(params):
-            variables = psp_train._variables(frozen, params, state["batch_stats"])
+            variables = family.encoder_variables(frozen, params, state["batch_stats"])
             (new_codes, new_images, _), updated = model.apply(
                 variables,
                 x,
@@ -91,8 +93,8 @@ def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, f
                 mutable=["batch_stats"],
                 method=restyle.ReStyle.step,
             )
-            y_hat = psp_train.pool_to(new_images, y.shape[1])
-            total, terms = psp_train.reconstruction_losses(
+            y_hat = family.pool_to(new_images, y.shape[1])
+            total, terms = family.reconstruction_losses(
                 weights, nets, frozen, y_hat, y, new_codes, frozen["latent_avg"]
             )
             extra, extra_total = e4e_train.encoder_terms(
@@ -107,7 +109,7 @@ def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, f
         )(state["params"])
         state = dict(state, batch_stats=batch_stats)
         if r.update_each_iteration:
-            state = e4e_train.apply_gradients(config, tx, state, grads)
+            state = family.apply_gradients(config, tx, state, grads)
         else:
             grad_sum = jax.tree_util.tree_map(jnp.add, grad_sum, grads)
         carry = (state, jax.lax.stop_gradient(codes), jax.lax.stop_gradient(images), grad_sum)
@@ -125,7 +127,7 @@ def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, f
         per_iter = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *outputs)
     state, _, _, grad_sum = carry
     if not r.update_each_iteration:
-        state = e4e_train.apply_gradients(config, tx, state, grad_sum)
+        state = family.apply_gradients(config, tx, state, grad_sum)
     state["step"] = state["step"] + 1
     for name, values in per_iter.items():
         for t in range(n_iters):
@@ -143,13 +145,13 @@ def eval_batch(config, model, nets, state, frozen, batch, baseline: bool = False
     baseline, always reported) and every step's images [T + 1, N, H, W, 3]."""
     del baseline  # step 0 is the baseline
     x, y = batch["source"], batch["target"]
-    variables = psp_train._variables(frozen, state["params"], state["batch_stats"])
+    variables = family.encoder_variables(frozen, state["params"], state["batch_stats"])
     _codes, start = model.apply(variables, x, method=restyle.ReStyle.start)
     y_hats, _ = restyle.run_iterations(model, variables, x, config.restyle.n_iters_eval, stage=None)
     y_hats = jnp.concatenate([start[None], y_hats])
     sums = {}
     for t in range(y_hats.shape[0]):
-        y_hat = jnp.clip(psp_train.pool_to(y_hats[t], y.shape[1]), -1, 1)
+        y_hat = jnp.clip(family.pool_to(y_hats[t], y.shape[1]), -1, 1)
         sums[f"step{t}/mse"] = jnp.sum(jnp.mean(jnp.square(y_hat - y), axis=(1, 2, 3)))
         sums[f"step{t}/psnr"] = jnp.sum(metrics_lib.psnr(y_hat, y))
         if "lpips" in frozen:
@@ -160,25 +162,16 @@ def eval_batch(config, model, nets, state, frozen, batch, baseline: bool = False
     return sums, y_hats
 
 
-class Evaluator(psp_train.Evaluator):
+class Evaluator(family.Evaluator):
     """pSp's test-split evaluator with every ReStyle step reported and shown."""
-
-    def __init__(self, config, model, nets, frozen_device, mesh):
-        super().__init__(config, model, nets, frozen_device, mesh)
-        repl = loop.replicated(mesh)
-        self._eval = jax.jit(
-            functools.partial(eval_batch, config, model, nets),
-            static_argnames="baseline",
-            out_shardings=(repl, repl),
-        )
 
     def _grid(self, batch, y_hats):
         """Rows: input, step 1 … N, target; one column per example."""
         k = self.config.eval.grid_examples
         y_hats = np.asarray(jax.device_get(y_hats))[1:, :k]
         size = np.asarray(batch["target"]).shape[1]
-        steps = [np.asarray(psp_train.pool_to(jnp.asarray(s), size)) for s in y_hats]
-        source = psp_train.source_for_display(
+        steps = [np.asarray(family.pool_to(jnp.asarray(s), size)) for s in y_hats]
+        source = family.source_for_display(
             np.asarray(jax.device_get(batch["source"]))[:k], self.config.data.task
         )
         rows = [source, *steps, np.asarray(jax.device_get(batch["target"]))[:k]]
@@ -195,8 +188,8 @@ def init_encoder_from_arcface(config, state):
     six = config.copy_and_resolve_references()
     with six.unlocked():
         six.model.input_nc = 6  # pSp's init then leaves the input layer alone
-    state = psp_train.init_encoder_from_arcface(six, state)
-    _, arc = psp_train._load_frozen(config.model.encoder_init, "arcface", "model.encoder_init")
+    state = family.init_encoder_from_arcface(six, state)
+    _, arc = family.load_frozen(config.model.encoder_init, "arcface", "model.encoder_init")
     layer = state["params"]["input_layer"]
     rgb = np.asarray(arc["params"]["input_layer"]["conv"]["kernel"])
     kernel = np.asarray(
@@ -224,72 +217,90 @@ def init_encoder_from_arcface(config, state):
     return state
 
 
-def make_task(config, input_shape, mesh=None, networks=None, evaluate=True):
-    """The engine task plus (model, model config). `networks`: psp load_networks(config) by
-    default, or psp abstract_networks(config, random_weights=True) (then evaluate=False)."""
-    mesh = loop.make_mesh() if mesh is None else mesh
-    networks = psp_train.load_networks(config) if networks is None else networks
-    G, nets = networks["G"], networks["nets"]
+def build(config, frozen: str = "load"):
+    """(model, model_config, networks); `frozen` as in psp.build."""
+    networks = family.networks(config, frozen)
+    G = networks["G"]
+    shape = family.input_shape(config)
     encoder_type = config.model.encoder_type
-    encoder_shape = (*input_shape[:2], input_shape[2] + 3)  # image + reconstruction
     model_cfg = {
         "family": "restyle",
         "encoder_type": encoder_type,
-        "encoder": encoder_kwargs(config, G, input_shape[0]),
-        "input_nc": encoder_shape[-1],
+        "encoder": encoder_kwargs(config, G, shape[0]),
+        "input_nc": shape[2] + 3,  # image + reconstruction
         "decoder": networks["g_config"],
         "n_iters": config.restyle.n_iters_eval,
     }
     model = restyle.ReStyle(restyle.build_encoder(encoder_type, **model_cfg["encoder"]), G)
+    return model, model_cfg, networks
+
+
+def make_task(config, mesh=None, frozen: str = "load") -> loop.Task:
+    """The engine task; `frozen` ("load", "random" or "abstract") says how to get the
+    frozen networks (psp_family.networks); abstract ones give no evaluator."""
+    mesh = loop.make_mesh(axes=config.sharding.mesh) if mesh is None else mesh
+    abstract = frozen == "abstract"
+    model, model_cfg, networks = build(config, frozen)
+    G, nets = networks["G"], networks["nets"]
+    encoder_shape = (*family.input_shape(config)[:2], model_cfg["input_nc"])
     steps = e4e_train.progressive_steps(config, G.num_ws) if model.progressive else None
-    weights = psp_train.loss_weights(config, "lpips" in nets, "arcface" in nets)
-    tx = psp_train.optimizer(config)
+    weights = family.loss_weights(config, "lpips" in nets, "arcface" in nets)
+    tx = family.optimizer(config)
     use_d = model.progressive and config.e4e.w_discriminator_lambda > 0
     D, d_tx = e4e_train.build_discriminator(config, G.w_dim) if use_d else (None, None)
-    frozen = jax.device_put(networks["frozen"], loop.replicated(mesh))
+    placed = networks["frozen"]
+    if not abstract:
+        placed = jax.device_put(placed, loop.replicated(mesh))
 
     def init_state(rng):
         k_enc, k_d = jax.random.split(rng)
-        state = psp_train.init_state(config, model, tx, encoder_shape, k_enc)
+        state = family.init_encoder_state(config, model, tx, encoder_shape, k_enc)
         if use_d:
             state.update(e4e_train.init_discriminator(config, D, d_tx, G.w_dim, k_d))
         return state
 
     logging.info(
         "ReStyle %s: %d iterations per batch (%s, %s), progressive steps %s",
-        encoder_type,
+        model_cfg["encoder_type"],
         config.restyle.n_iters_per_batch,
         "lax.scan" if config.restyle.scan else "unrolled",
         "update per iteration" if config.restyle.update_each_iteration else "summed gradients",
         steps,
     )
-    task = loop.Task(
+    eval_fn = functools.partial(eval_batch, config, model, nets)
+    return loop.Task(
         init_state=init_state,
         train_step=functools.partial(train_step, config, model, D, tx, d_tx, weights, nets, steps),
         samples=None,
         global_batch_size=config.batch_size,
         parameters=e4e_train.parameter_groups,
-        frozen=frozen,
+        frozen=placed,
         prepare_state=functools.partial(init_encoder_from_arcface, config)
         if config.model.encoder_init
         else None,
-        evaluate=Evaluator(config, model, nets, frozen, mesh) if evaluate else None,
+        evaluate=None if abstract else Evaluator(config, eval_fn, placed, mesh),
+        batch_spec=family.batch_spec(config),
     )
-    return task, model, model_cfg
 
 
-def train_and_evaluate(config, workdir):
-    """Trains, evaluates every step's reconstruction on the test split, writes
-    workdir/report.json (per-step metrics, step 0 = G(latent_avg)) and the model to
-    workdir/model."""
-    loop.setup_jax()
-    mesh = loop.make_mesh()
-    data, tf_iterator, input_shape = psp_train.make_data(config)
-    task, _model, model_cfg = make_task(config, input_shape, mesh)
-    state, history = loop.run(task, config, workdir, data, tf_iterator, mesh)
-    report = e4e_train.finish(config, workdir, task, state, history, model_cfg, {})
-    logging.info("test-split report (per step):\n%s", format_steps(report["test"]))
-    return state, report
+def make_data(config):
+    return family.make_data(config)
+
+
+def evaluate(config, state, workdir) -> dict[str, float]:
+    """Every refinement step's test-split metrics ("step0/…" is the G(latent_avg) baseline),
+    the input | step 1 … N | target grid in workdir/eval/test.png; logged as a table."""
+    result, grid = make_task(config).evaluate(state)
+    if jax.process_index() == 0:
+        images_lib.save_image(grid, Path(workdir) / "eval" / "test.png")
+    logging.info("ReStyle test split, per step:\n%s", format_steps(result))
+    return result
+
+
+def export(config, state, out_dir) -> dict:
+    """The encoder with its generator, for psp_inference.load_psp."""
+    _, model_cfg, networks = build(config)
+    return family.export_encoder(out_dir, networks["frozen"], state, model_cfg, config)
 
 
 def format_steps(test: dict) -> str:

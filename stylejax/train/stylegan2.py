@@ -17,13 +17,15 @@ compiled step serves every iteration.
 """
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
-from absl import logging
 
+from stylejax import images
 from stylejax.models import stylegan2 as sg
 from stylejax.train import gan, loop
 
@@ -248,7 +250,8 @@ def train_step(config, G, D, g_tx, d_tx, state, batch):
     return new_state, metrics
 
 
-def make_task(config) -> loop.Task:
+def make_task(config, mesh=None, frozen: str = "load") -> loop.Task:
+    del mesh, frozen  # no frozen networks; the engine shards the state
     G, D = build_models(config)
     g_tx, d_tx = optimizers(config)
     sample_z = jax.random.normal(
@@ -259,12 +262,15 @@ def make_task(config) -> loop.Task:
     def samples(state):
         return G.apply(state["g_ema"], sample_z, noise_mode="const")
 
+    res = config.model.resolution
+    image = jax.ShapeDtypeStruct((config.batch_size, res, res, 3), jnp.float32)
     return loop.Task(
         init_state=functools.partial(init_state, config, G, D, g_tx, d_tx),
         train_step=functools.partial(train_step, config, G, D, g_tx, d_tx),
         samples=samples,
         global_batch_size=config.batch_size,
         parameters=lambda s: {"G": s["g"]["params"], "D": s["d"]["params"]},
+        batch_spec={"image": image},
     )
 
 
@@ -287,35 +293,72 @@ def make_data(config):
     return loop.numpy_batches(ds, ("image",))
 
 
-def train_and_evaluate(config, workdir):
-    loop.setup_jax()
-    task = make_task(config)
-    data, tf_iterator = make_data(config)
-    logging.info(
-        "StyleGAN2 %d px on %s: %d process(es), %d device(s), global batch %d",
-        config.model.resolution,
-        config.data.name,
-        jax.process_count(),
-        jax.device_count(),
-        config.batch_size,
+def evaluate(config, state, workdir) -> dict[str, float]:
+    """The EMA generator's pixel Fréchet distance (metrics.pixel_features: 16×16 pixels) of
+    eval.num_examples samples against as many test images, beside the training split's
+    distance to them (the floor a perfect generator reaches), and a sample grid in
+    workdir/eval/samples.png. With eval.metrics (stylejax.evaluate's names, e.g. "fid10k")
+    and eval.inception_weights, those metrics too."""
+    from stylejax import metrics
+    from stylejax.data import pipeline
+
+    G, _ = build_models(config)
+    g_ema = jax.device_get(state["g_ema"])
+    n = config.eval.num_examples
+    fn = jax.jit(lambda z, k: G.apply(g_ema, z, noise_mode="random", rngs={"noise": k}))
+    z = jax.random.normal(jax.random.PRNGKey(config.seed + 2), (n, config.model.z_dim))
+    fake = np.concatenate(
+        [np.asarray(fn(z[i : i + 100], jax.random.PRNGKey(i))) for i in range(0, n, 100)]
     )
-    return loop.run(task, config, workdir, data, tf_iterator)
+
+    def real(split):
+        data_dir = config.data.directory or None
+        batches = pipeline.split_batches(
+            config.data.name, split, ("image",), limit=n, data_dir=data_dir
+        )
+        return np.concatenate([b["image"] for b in batches])[:n]
+
+    test = metrics.pixel_features(real(config.eval.split))
+    result = {
+        "pixel_fd": metrics.frechet_distance(metrics.pixel_features(fake), test),
+        "pixel_fd_floor": metrics.frechet_distance(
+            metrics.pixel_features(real(config.data.split)), test
+        ),
+    }
+    if jax.process_index() == 0:
+        images.save_grid(fake[:36], Path(workdir) / "eval" / "samples.png", cols=6, pad=1)
+    if config.eval.metrics:
+        from stylejax import evaluate as evaluate_lib
+
+        report = evaluate_lib.evaluate(
+            G,
+            g_ema,
+            evaluate_lib.parse_metrics(config.eval.metrics),
+            workdir,
+            data=config.data.name,
+            split=config.data.split,
+            data_dir=config.data.directory or None,
+            inception=evaluate_lib.load_inception(config.eval.inception_weights or None),
+            step=int(jax.device_get(state["step"])),
+            source=f"{workdir} ({config.variant or 'default'} variant)",
+        )
+        result.update(report["metrics"])
+    return result
 
 
-def export_generator(config, workdir, out_dir, step=None, overwrite=False) -> dict:
-    """Writes the EMA generator of a training run's checkpoint (latest, or `step`) as a
-    converted-style checkpoint (config.json + orbax variables) for `load_pretrained`."""
-    from stylejax.model_format import save_model
+def export(config, state, out_dir) -> dict:
+    """The EMA generator in the project's model format, for load_pretrained."""
+    from stylejax import model_format
 
-    task = make_task(config)
-    abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
-    state, step = loop.restore_checkpoint(workdir, abstract, step)
+    step = int(jax.device_get(state["step"]))
     meta = {
         "family": "stylegan2",
         "format": "stylejax-train",
-        "source": f"{workdir} step {step} ({config.variant or 'default'} variant, "
-        f"{step * config.batch_size} images)",
+        "source": f"stylejax stylegan2 ({config.variant or 'default'} variant), step {step}, "
+        f"{step * config.batch_size} images",
         "networks": {"g_ema": {"kind": "generator", "config": generator_kwargs(config)}},
     }
-    save_model(out_dir, {"g_ema": state["g_ema"]}, meta, overwrite=overwrite)
+    model_format.save_model(
+        out_dir, {"g_ema": jax.device_get(state["g_ema"])}, meta, overwrite=True
+    )
     return meta
