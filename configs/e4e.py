@@ -13,19 +13,11 @@ history pools). Variants:
   ffhq_encode  the public FFHQ recipe: w-discriminator 0.1, progressive start 20k, every 2k.
 """
 
-import importlib.util
-from pathlib import Path
-
 from ml_collections import config_dict
 
+from configs import common, psp
+
 VARIANTS = ("", "ffhq_encode")
-
-
-def _psp_config(variant: str):
-    spec = importlib.util.spec_from_file_location("configs_psp", Path(__file__).with_name("psp.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
 
 
 def add_e4e_fields(c, variant: str):
@@ -49,12 +41,8 @@ def add_e4e_fields(c, variant: str):
 
 
 def get_config(variant: str = ""):
-    if variant not in VARIANTS:
-        raise ValueError(
-            f"configs/e4e.py: unknown variant {variant!r}; expected one of "
-            f"{', '.join(repr(v) for v in VARIANTS if v)} (or none for the default)"
-        )
-    c = _psp_config(variant)
+    common.check_variant("e4e", variant, VARIANTS)
+    c = psp.get_config(variant)
     c.method = "e4e"
     c.model.encoder_type = "Encoder4Editing"
     # The editing proof after training (synthetic faces): a direction for this attribute

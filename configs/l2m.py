@@ -15,35 +15,27 @@ Any field can be overridden: --config.train.lambda_ort=2 --config.batch_size=16.
 
 from ml_collections import config_dict
 
+from configs import common
 from stylejax.data.real_faces import CELEBA_ATTRIBUTES
 
 VARIANTS = ("", "multi", "celebahq_smile")
 
 
 def get_config(variant: str = ""):
-    if variant not in VARIANTS:
-        raise ValueError(
-            f"configs/l2m.py: unknown variant {variant!r}; expected one of "
-            f"{', '.join(repr(v) for v in VARIANTS if v)} (or none for the default)"
-        )
-    c = config_dict.ConfigDict()
-    c.method = "l2m"
-    c.variant = variant
-    c.seed = 0
-    c.batch_size = 8
-    c.num_steps = 800
-    c.log_every = 25
-    c.checkpoint_every = 200
-    c.keep_checkpoints = 2
-    c.sample_every = 200
+    c = common.base_config(
+        "l2m",
+        variant,
+        VARIANTS,
+        num_steps=800,
+        log_every=25,
+        checkpoint_every=200,
+        keep_checkpoints=2,
+        sample_every=200,
+        data_name="synthetic_faces/64",
+        shuffle_buffer=2000,
+    )
     c.num_samples = 5  # strips of input + 4 strengths: a 5 × 5 sample grid
 
-    c.data = config_dict.ConfigDict()
-    c.data.name = "synthetic_faces/64"
-    c.data.split = "train"
-    c.data.directory = ""  # TFDS data_dir; empty: TFDS's default
-    c.data.flip = True
-    c.data.shuffle_buffer = 2000
     # Domains are attribute combinations: attribute k is bit k of the domain index.
     c.data.attributes = ("Smiling",)
 

@@ -25,6 +25,8 @@ when `loss.require_weights` is False (synthetic variants) and are an error other
 
 from ml_collections import config_dict
 
+from configs import common
+
 VARIANTS = (
     "",
     "frontalization",
@@ -47,33 +49,23 @@ TASKS = {
 
 
 def get_config(variant: str = ""):
-    if variant not in VARIANTS:
-        raise ValueError(
-            f"configs/psp.py: unknown variant {variant!r}; expected one of "
-            f"{', '.join(repr(v) for v in VARIANTS if v)} (or none for the default)"
-        )
-    task, input_nc = TASKS[variant]
-    c = config_dict.ConfigDict()
-    c.method = "psp"
-    c.variant = variant
-    c.seed = 0
-    c.batch_size = 8
-    c.num_steps = 1200
-    c.log_every = 50
-    c.checkpoint_every = 400
-    c.keep_checkpoints = 2
-    c.sample_every = 400  # unused: the test-split grids are the samples
+    c = common.base_config(
+        "psp",
+        variant,
+        VARIANTS,
+        num_steps=1200,
+        log_every=50,
+        checkpoint_every=400,
+        keep_checkpoints=2,
+        sample_every=400,  # unused: the test-split grids are the samples
+        data_name="synthetic_faces/64",
+        shuffle_buffer=5000,
+    )
     c.eval_every = 400
 
-    c.data = config_dict.ConfigDict()
-    c.data.name = "synthetic_faces/64"
-    c.data.directory = ""  # TFDS data_dir; empty: $STYLEJAX_DATA_DIR or TFDS's default
-    c.data.train_split = "train"
-    c.data.test_name = ""  # empty: the training data set
-    c.data.test_split = "test"
+    task, input_nc = TASKS[variant]
+    c.data.test_name = ""  # the evaluation's data set; empty: the training data set
     c.data.task = task
-    c.data.flip = True
-    c.data.shuffle_buffer = 5000
 
     c.model = config_dict.ConfigDict()
     # A converted StyleGAN2 checkpoint (tools/convert_weights.py) or a directory written by
@@ -106,6 +98,7 @@ def get_config(variant: str = ""):
     c.optimizer.lr = 1e-3  # pSp's 1e-4 is for 300k steps; 1e-3 suits short CPU runs
 
     c.eval = config_dict.ConfigDict()
+    c.eval.split = "test"
     c.eval.num_examples = 256
     c.eval.batch_size = 32
     c.eval.grid_examples = 8

@@ -20,31 +20,17 @@ Variants:
                    0.1 with pools, progressive start 20k, every 2k).
 """
 
-import importlib.util
-from pathlib import Path
-
 from ml_collections import config_dict
+
+from configs import common, e4e, psp
 
 VARIANTS = ("", "e4e", "ffhq_encode", "ffhq_encode_e4e")
 
 
-def _config_module(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"configs_{name}", Path(__file__).with_name(f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def get_config(variant: str = ""):
-    if variant not in VARIANTS:
-        raise ValueError(
-            f"configs/restyle.py: unknown variant {variant!r}; expected one of "
-            f"{', '.join(repr(v) for v in VARIANTS if v)} (or none for the default)"
-        )
+    common.check_variant("restyle", variant, VARIANTS)
     ffhq = variant.startswith("ffhq")
-    c = _config_module("psp").get_config("ffhq_encode" if ffhq else "")
+    c = psp.get_config("ffhq_encode" if ffhq else "")
     c.method = "restyle"
     c.variant = variant
     e4e_flavour = variant.endswith("e4e")
@@ -59,7 +45,7 @@ def get_config(variant: str = ""):
     # False (public code): the N losses' gradients are summed into one update per batch;
     # True: an optimiser update after every iteration.
     c.restyle.update_each_iteration = False
-    _config_module("e4e").add_e4e_fields(c, variant)
+    e4e.add_e4e_fields(c, variant)
     if not e4e_flavour:
         c.e4e.w_discriminator_lambda = 0.0
         c.e4e.delta_norm_lambda = 0.0

@@ -17,33 +17,25 @@ them it is switched off with a warning in the log.
 
 from ml_collections import config_dict
 
+from configs import common
+
 VARIANTS = ("", "celebamaskhq")
 
 
 def get_config(variant: str = ""):
-    if variant not in VARIANTS:
-        raise ValueError(
-            f"configs/sean.py: unknown variant {variant!r}; expected one of "
-            f"{', '.join(repr(v) for v in VARIANTS if v)} (or none for the default)"
-        )
-    c = config_dict.ConfigDict()
-    c.method = "sean"
-    c.variant = variant
-    c.seed = 0
-    c.batch_size = 8
-    c.num_steps = 600
-    c.log_every = 25
-    c.checkpoint_every = 200
-    c.keep_checkpoints = 3
-    c.sample_every = 200
+    c = common.base_config(
+        "sean",
+        variant,
+        VARIANTS,
+        num_steps=600,
+        log_every=25,
+        checkpoint_every=200,
+        keep_checkpoints=3,
+        sample_every=200,
+        data_name="synthetic_faces/64",
+        shuffle_buffer=2000,
+    )
     c.num_samples = 12  # (mask | style image | output) triplets from the test split
-
-    c.data = config_dict.ConfigDict()
-    c.data.name = "synthetic_faces/64"
-    c.data.split = "train"
-    c.data.directory = ""  # TFDS data_dir; empty: $STYLEJAX_DATA_DIR or TFDS's default
-    c.data.flip = True
-    c.data.shuffle_buffer = 2000
 
     c.model = config_dict.ConfigDict()
     c.model.resolution = 64

@@ -15,33 +15,25 @@ Any field can be overridden: --config.train.r1_gamma=5 --config.batch_size=8.
 
 from ml_collections import config_dict
 
+from configs import common
+
 VARIANTS = ("", "synthetic64", "ffhq256", "ffhq1024")
 
 
 def get_config(variant: str = ""):
-    if variant not in VARIANTS:
-        raise ValueError(
-            f"configs/stylegan2.py: unknown variant {variant!r}; expected one of "
-            f"{', '.join(repr(v) for v in VARIANTS if v)} (or none for the default)"
-        )
-    c = config_dict.ConfigDict()
-    c.method = "stylegan2"
-    c.variant = variant
-    c.seed = 0
-    c.batch_size = 8
-    c.num_steps = 400
-    c.log_every = 25
-    c.checkpoint_every = 100
-    c.keep_checkpoints = 3
-    c.sample_every = 100
+    c = common.base_config(
+        "stylegan2",
+        variant,
+        VARIANTS,
+        num_steps=400,
+        log_every=25,
+        checkpoint_every=100,
+        keep_checkpoints=3,
+        sample_every=100,
+        data_name="synthetic_faces/32",
+        shuffle_buffer=1000,
+    )
     c.num_samples = 16
-
-    c.data = config_dict.ConfigDict()
-    c.data.name = "synthetic_faces/32"
-    c.data.split = "train"
-    c.data.directory = ""  # TFDS data_dir; empty: $STYLEJAX_DATA_DIR or TFDS's default
-    c.data.flip = True
-    c.data.shuffle_buffer = 1000
 
     c.model = config_dict.ConfigDict()
     c.model.resolution = 32
