@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, set_fields
 from PIL import Image
 
 from stylejax import evaluate, images, metrics
@@ -80,6 +80,33 @@ def test_load_generator_sources():
         evaluate.load_generator(None, None, "runs/x")
     with pytest.raises(ValueError, match="config.method='psp': needs stylegan2"):
         evaluate.load_generator(None, {"method": "psp"}, "runs/x")
+
+
+def test_load_generator_from_a_training_checkpoint(tmp_path):
+    """--workdir: the run's latest checkpoint gives its EMA generator directly, as float32
+    numpy, with the module the export would describe."""
+    from configs import stylegan2 as stylegan2_configs
+    from stylejax import model_format
+    from stylejax.train import loop
+    from stylejax.train import stylegan2 as trainer
+
+    config = set_fields(
+        stylegan2_configs.get_config(),
+        **{"model.resolution": 16, "model.z_dim": 16, "model.w_dim": 16},
+        **{"model.mapping_layers": 1, "model.channel_base": 128, "model.channel_max": 16},
+    )
+    state = jax.jit(trainer.make_task(config).init_state)(jax.random.PRNGKey(0))
+    checkpointer = loop.Checkpointer(tmp_path, every_steps=1, keep=None, async_save=False)
+    checkpointer.save(3, state, None)
+    checkpointer.close()
+    G, variables, source, step = evaluate.load_generator(None, config, tmp_path)
+    assert step == 3 and source.startswith(f"{tmp_path} step 3 (default variant")
+    assert G == model_format.build("generator", trainer.generator_kwargs(config))
+    want = jax.tree_util.tree_leaves_with_path(jax.device_get(state["g_ema"]))
+    got = jax.tree_util.tree_leaves(variables)
+    for (path, a), b in zip(want, got, strict=True):
+        assert isinstance(b, np.ndarray) and b.dtype == np.float32
+        np.testing.assert_array_equal(b, a, err_msg=jax.tree_util.keystr(path))
 
 
 class _StandIn(nn.Module):
