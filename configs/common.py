@@ -53,4 +53,12 @@ def base_config(
     c.data.directory = ""  # TFDS data_dir; empty: TFDS's default
     c.data.flip = True
     c.data.shuffle_buffer = shuffle_buffer
+
+    # Where the train state and the batch live (stylejax.train.loop.state_sharding): mesh
+    # axis sizes (-1: the devices left over; the batch splits over "data" and "fsdp") and
+    # (regex over the state path, partition spec) rules, first match wins; no match:
+    # replicated.
+    c.sharding = config_dict.ConfigDict()
+    c.sharding.mesh = (("data", -1),)
+    c.sharding.rules = ()
     return c

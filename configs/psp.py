@@ -125,4 +125,9 @@ def get_config(variant: str = ""):
         c.eval_every = 2500
         c.eval.num_examples = 2000
         c.eval.batch_size = 16
+        # FSDP over all devices: the encoder's conv kernels (HWIO) split over their input
+        # channels, its equalized dense weights (in, out) over in, with their optimiser
+        # moments; the frozen networks stay replicated.
+        c.sharding.mesh = (("data", 1), ("fsdp", -1))
+        c.sharding.rules = ((r".*/kernel", (None, None, "fsdp")), (r".*/weight", ("fsdp",)))
     return c

@@ -9,7 +9,8 @@ Variants:
   synthetic64  the 64 px synthetic-faces generator the project ships (pSp trains on it).
   ffhq256      stylegan2-ada's paper256 setup (batch 64, γ 1, EMA 20 kimg, mbstd 8).
   ffhq1024     config-f: batch 32, γ 10, lr 0.002, EMA half-life 10 kimg, mixing 0.9,
-               path length weight 2, lazy R1 every 16 and path length every 4 steps.
+               path length weight 2, lazy R1 every 16 and path length every 4 steps;
+               fully sharded (FSDP) over all devices.
 Any field can be overridden: --config.train.r1_gamma=5 --config.batch_size=8.
 """
 
@@ -18,6 +19,16 @@ from ml_collections import config_dict
 from configs import common
 
 VARIANTS = ("", "synthetic64", "ffhq256", "ffhq1024")
+
+# FSDP for config.sharding.rules: each conv and dense weight of G, its EMA, D and their Adam
+# moments split over the "fsdp" axis along a channel dimension that divides (convs are
+# HWIO: the input channels, or the outputs of fromrgb's 3 inputs; dense (in, out): in).
+# Biases, the const input and scalars stay replicated.
+FSDP_RULES = (
+    (r".*/fromrgb/weight", (None, None, None, "fsdp")),
+    (r".*/(conv\d?|skip|torgb)/weight", (None, None, "fsdp")),
+    (r".*/(fc\d*|affine|embed|out)/weight", ("fsdp",)),
+)
 
 
 def get_config(variant: str = ""):
@@ -109,4 +120,8 @@ def get_config(variant: str = ""):
             c.train.r1_gamma = 10.0
             c.train.ema_kimg = 10.0
             c.num_steps = 25_000_000 // 32
+            # Fully sharded: every chip holds 1/N of the weights, their EMA and Adam moments
+            # (README: "Sharding"); --config.sharding.mesh trades fsdp for data.
+            c.sharding.mesh = (("data", 1), ("fsdp", -1))
+            c.sharding.rules = FSDP_RULES
     return c

@@ -24,7 +24,7 @@ from PIL import Image
 
 from stylejax import stylegan2_editing
 from stylejax.models import encoders
-from stylejax.nn import ops
+from stylejax.nn import torch_ops
 
 
 class PSPModel:
@@ -140,7 +140,7 @@ class PSPModel:
 
 
 def _pool_to(images, size):
-    return images if images.shape[1] == size else ops.adaptive_avg_pool2d(images, size)
+    return images if images.shape[1] == size else torch_ops.adaptive_avg_pool2d(images, size)
 
 
 def load_psp(path) -> PSPModel:

@@ -13,7 +13,7 @@ from stylejax.convert import l2m as l2m_convert
 from stylejax.convert.readers import load_checkpoint
 from stylejax.model_format import CheckpointError, load_pretrained
 from stylejax.models import fan, l2m, stargan_v2
-from stylejax.nn.ops import resize_bilinear_align_corners
+from stylejax.nn import torch_ops
 
 ALPHAS = (0.0, 0.5, 1.0, 1.25)
 
@@ -46,9 +46,11 @@ def outputs(converted, ref):
 
     def parts(m, x, y_src, y_trg, styles, mask0, mask1):
         s, s1, s2, s3 = m.encode(x, y_src, y_trg)
-        fan_in = stargan_v2.resize_bilinear(x, fan.INPUT_SIZE) * 0.5 + 0.5
+        fan_in = torch_ops.resize_bilinear(x, fan.INPUT_SIZE) * 0.5 + 0.5
         fan_out = m.fan(fan_in)
-        heatmaps = resize_bilinear_align_corners(fan_out[..., : fan.NUM_LANDMARKS], 256)
+        heatmaps = torch_ops.resize_bilinear(
+            fan_out[..., : fan.NUM_LANDMARKS], 256, align_corners=True
+        )
         masks = fan.heatmap_masks(heatmaps)
         # The stored styles and masks at every α, then our own styles and masks at α = 1.
         k = len(ALPHAS)
@@ -255,15 +257,3 @@ def test_stargan_v2_shapes():
     assert out.shape == (2, 16, 16, 3)
     with pytest.raises(ValueError, match="masks were given but w_hpf = 0"):
         g.init(jax.random.PRNGKey(0), x, jnp.ones((2, 8)), (x[..., :1], x[..., :1]))
-
-
-def test_resize_bilinear_matches_torch_rules():
-    # torch: F.interpolate([[0, 1, 2, 3]], size=2, bilinear) = [0.5, 2.5]; size 8 → clamped
-    # edges [0, .25, .75, 1.25, 1.75, 2.25, 2.75, 3].
-    x = jnp.broadcast_to(jnp.arange(4.0)[None, None, :, None], (1, 4, 4, 1))
-    np.testing.assert_allclose(stargan_v2.resize_bilinear(x, 2)[0, 0, :, 0], [0.5, 2.5])
-    np.testing.assert_allclose(
-        stargan_v2.resize_bilinear(x, 8)[0, 0, :, 0],
-        [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3],
-        atol=1e-6,
-    )

@@ -3,6 +3,7 @@ tools/make_fid_fixture.py from the pip package, under seeded random weights that
 rebuilds), the Inception converter, the Fréchet distance, KID, precision/recall and
 data-parallel evaluation on the 8 fake CPU devices."""
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from stylejax.convert import convert
 from stylejax.convert import inception as convert_inception
 from stylejax.model_format import CheckpointError
 from stylejax.models import inception
+from stylejax.nn import torch_ops
 
 DATA = Path(__file__).resolve().parent / "data" / "fid"
 
@@ -58,7 +60,9 @@ def test_inception_matches_pytorch_fid_sharded_over_8_devices(ref, weights):
 
 def test_resize_matches_torch_bilinear_without_antialiasing(ref):
     x = ref["resize_in"].transpose(0, 2, 3, 1)
-    resize = jax.jit(inception.resize_bilinear_half_pixel, static_argnums=1)
+    resize = jax.jit(
+        functools.partial(torch_ops.resize_bilinear, positions_dtype=np.float32), static_argnums=1
+    )
     for h, w in ((29, 17), (61, 80), (40, 37)):  # shrink, grow, same size
         got = resize(x, (h, w)).transpose(0, 3, 1, 2)
         # Sample positions round differently from torch's float32 ones by a few ulps.

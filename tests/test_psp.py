@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import assert_close, fixture_file, load_tool, nchw
-from test_encoder_ops import adaptive_avg_pool_ref
+from test_torch_ops import adaptive_avg_pool_ref
 from torch_writers import save_torch_legacy, save_torch_zip
 
 from stylejax import model_format

@@ -16,7 +16,7 @@ from stylejax.convert.readers import load_checkpoint
 from stylejax.model_format import CheckpointError, load_pretrained
 from stylejax.models import e4e, restyle
 from stylejax.models import stylegan2 as sg
-from stylejax.nn import ops
+from stylejax.nn import torch_ops
 
 # The fixtures README: float32 floors reach 3.5e-6 relative by step 4; max-abs 2e-5 at step 0
 # and for e4e, 2e-4 at ReStyle's step 4 (the loop amplifies rounding).
@@ -102,7 +102,7 @@ def test_restyle_step_feeds_back_an_exact_pixel_copy(restyle_psp):
     fixture's enc_in_img records what the official loop fed back."""
     ref = restyle_psp["ref"]
     x = jnp.zeros((2, 256, 256, 3))
-    pooled = ops.adaptive_avg_pool2d(ref["images"][1].transpose(0, 2, 3, 1), x.shape[1:3])
+    pooled = torch_ops.adaptive_avg_pool2d(ref["images"][1].transpose(0, 2, 3, 1), x.shape[1:3])
     np.testing.assert_array_equal(nchw(pooled), ref["enc_in_img"][2])
     np.testing.assert_array_equal(
         np.repeat(np.repeat(ref["avg_img"], 8, 2), 8, 3)[0], ref["avg_image"]

@@ -254,14 +254,6 @@ def test_region_means_match_a_direct_computation():
     assert not present[1, 3]
 
 
-def test_legacy_nearest_resize_rule():
-    x = jnp.arange(64.0).reshape(1, 64, 1, 1) * jnp.ones((1, 1, 5, 1))
-    np.testing.assert_array_equal(sean.resize_nearest(x, (2, 3))[0, :, 0, 0], [0, 32])
-    # 5 → 3: floor(d·5/3) = 0, 1, 3 (half-pixel centres would give 0, 2, 4)
-    y = jnp.arange(5.0).reshape(1, 1, 5, 1)
-    np.testing.assert_array_equal(sean.resize_nearest(y, (1, 3))[0, 0, :, 0], [0, 1, 3])
-
-
 def test_spectral_norm_power_iteration_finds_the_top_singular_value():
     conv = sean.SpectralConv(6, 3, use_bias=False)
     x = jnp.ones((1, 5, 5, 4))

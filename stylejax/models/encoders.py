@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from stylejax.models import stylegan2 as sg
 from stylejax.models.irse import batch_norm, ir_body, pyramid_taps
-from stylejax.nn import ops
+from stylejax.nn import torch_ops
 from stylejax.nn.conv import Conv
 from stylejax.nn.layers import EqualDense
 
@@ -87,7 +87,7 @@ class GradualStyleEncoder(nn.Module):
 
 
 def upsample_add(x, y):
-    return ops.resize_bilinear_align_corners(x, y.shape[1:3]) + y
+    return torch_ops.resize_bilinear(x, y.shape[1:3], align_corners=True) + y
 
 
 class BackboneEncoderUsingLastLayerIntoW(nn.Module):
@@ -127,7 +127,7 @@ class OutputLayer2(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = batch_norm(train, "bn")(x)
-        x = ops.adaptive_avg_pool2d(x, 7)
+        x = torch_ops.adaptive_avg_pool2d(x, 7)
         # NHWC flatten; the converter permutes torch's NCHW-ordered kernel to match.
         return nn.Dense(self.features, name="linear")(x.reshape(x.shape[0], -1))
 
@@ -178,7 +178,7 @@ class PSP(nn.Module):
     def decode(self, codes, noise_mode: str = "const", resize: bool = False):
         space = "w" if codes.ndim == 2 else "w+"
         images = self.decoder(codes, input_space=space, noise_mode=noise_mode)
-        return ops.adaptive_avg_pool2d(images, 256) if resize else images
+        return torch_ops.adaptive_avg_pool2d(images, 256) if resize else images
 
     def __call__(
         self,

@@ -13,8 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stylejax.models import irse
-from stylejax.models.stargan_v2 import avg_pool2, resize_bilinear, upsample_nearest2
-from stylejax.nn.ops import resize_bilinear_align_corners
+from stylejax.nn import torch_ops
 
 NUM_LANDMARKS = 98
 INPUT_SIZE = 256
@@ -82,10 +81,10 @@ class HourGlass(nn.Module):
 
     def _level(self, level, x):
         up1 = getattr(self, f"b1_{level}")(x)
-        low = getattr(self, f"b2_{level}")(avg_pool2(x))
+        low = getattr(self, f"b2_{level}")(torch_ops.avg_pool2d(x, 2))
         low = self._level(level - 1, low) if level > 1 else self.b2_plus_1(low)
         low = getattr(self, f"b3_{level}")(low)
-        return up1 + upsample_nearest2(low)
+        return up1 + torch_ops.resize_nearest(low, up1.shape[1:3])
 
     def __call__(self, x):
         return self._level(self.depth, self.coordconv(x))
@@ -110,7 +109,7 @@ class FAN(nn.Module):
     def __call__(self, x):
         x = _CoordConv(64, 7, 2, name="conv1")(x)
         x = nn.relu(batch_norm("bn1")(x))
-        x = avg_pool2(ConvBlock(128, name="conv2")(x))
+        x = torch_ops.avg_pool2d(ConvBlock(128, name="conv2")(x), 2)
         x = ConvBlock(128, name="conv3")(x)
         x = ConvBlock(256, name="conv4")(x)
         x = HourGlass(4, 256, name="m0")(x)
@@ -126,9 +125,9 @@ class FAN(nn.Module):
 
     def heatmaps(self, images):
         """Landmark heatmaps (boundary map dropped), up-sampled to 256 px."""
-        x = resize_bilinear(images, INPUT_SIZE) * 0.5 + 0.5
+        x = torch_ops.resize_bilinear(images, INPUT_SIZE) * 0.5 + 0.5
         heatmaps = self(x)[..., : self.num_landmarks]
-        return resize_bilinear_align_corners(heatmaps, INPUT_SIZE)
+        return torch_ops.resize_bilinear(heatmaps, INPUT_SIZE, align_corners=True)
 
 
 # Landmark index ranges of the 98-point (WFLW) layout, [start, end).

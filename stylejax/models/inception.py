@@ -18,39 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stylejax.nn import torch_ops
 from stylejax.nn.conv import Conv
 
 BN_EPS = 1e-3  # torchvision's BasicConv2d
 INPUT_SIZE = 299
 FEATURES = 2048
-
-
-def _half_pixel_taps(in_size: int, out_size: int):
-    """Source indices and weights of F.interpolate(bilinear, align_corners=False) on one axis:
-    src = (dst + ½)·in/out − ½, clamped at 0, neighbours clamped at the end. Computed in
-    float32 like PyTorch's kernel; its exact rounding of the positions differs from ours by a
-    few ulps, so the weights agree to ~4e-6 (300 px axes) rather than bit for bit."""
-    f32 = np.float32
-    scale = f32(in_size) / f32(out_size)
-    src = scale * (np.arange(out_size, dtype=f32) + f32(0.5)) - f32(0.5)
-    src = np.maximum(src, f32(0))
-    lo = np.minimum(np.floor(src).astype(np.int32), in_size - 1)
-    hi = np.minimum(lo + 1, in_size - 1)
-    return lo, hi, np.clip(src - lo.astype(f32), 0, 1).astype(f32)
-
-
-def resize_bilinear_half_pixel(x, size):
-    """Bilinear resize of an NHWC batch to `size` (int or (h, w)) the way PyTorch's
-    F.interpolate(mode='bilinear', align_corners=False) does it (no antialiasing, unlike
-    jax.image.resize when shrinking)."""
-    out_h, out_w = (size, size) if isinstance(size, int) else size
-    for axis, out_size in ((1, out_h), (2, out_w)):
-        lo, hi, frac = _half_pixel_taps(x.shape[axis], out_size)
-        shape = [1, 1, 1, 1]
-        shape[axis] = out_size
-        frac = jnp.asarray(frac, x.dtype).reshape(shape)
-        x = jnp.take(x, lo, axis=axis) * (1 - frac) + jnp.take(x, hi, axis=axis) * frac
-    return x
 
 
 def _pad(padding):
@@ -81,12 +54,8 @@ class BasicConv2d(nn.Module):
 
 
 def avg_pool_3x3_no_pad_count(x):
-    """3×3 stride-1 average pool over the in-image pixels only (count_include_pad=False)."""
-    return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
-
-
-def max_pool_3x3(x, stride: int = 2, padding: int = 0):
-    return nn.max_pool(x, (3, 3), strides=(stride, stride), padding=_pad(padding))
+    """3×3 stride-1 average pool over the in-image pixels only (TensorFlow's rule)."""
+    return torch_ops.avg_pool2d(x, 3, 1, padding=1, count_include_pad=False)
 
 
 class InceptionA(nn.Module):
@@ -111,7 +80,7 @@ class InceptionB(nn.Module):
         bd = BasicConv2d(64, name="branch3x3dbl_1")(x)
         bd = BasicConv2d(96, (3, 3), padding=1, name="branch3x3dbl_2")(bd)
         bd = BasicConv2d(96, (3, 3), stride=2, name="branch3x3dbl_3")(bd)
-        return jnp.concatenate([b3, bd, max_pool_3x3(x)], axis=-1)
+        return jnp.concatenate([b3, bd, torch_ops.max_pool2d(x, 3, 2)], axis=-1)
 
 
 class InceptionC(nn.Module):
@@ -144,7 +113,7 @@ class InceptionD(nn.Module):
         b7 = BasicConv2d(192, (1, 7), padding=(0, 3), name="branch7x7x3_2")(b7)
         b7 = BasicConv2d(192, (7, 1), padding=(3, 0), name="branch7x7x3_3")(b7)
         b7 = BasicConv2d(192, (3, 3), stride=2, name="branch7x7x3_4")(b7)
-        return jnp.concatenate([b3, b7, max_pool_3x3(x)], axis=-1)
+        return jnp.concatenate([b3, b7, torch_ops.max_pool2d(x, 3, 2)], axis=-1)
 
 
 class InceptionE(nn.Module):
@@ -165,7 +134,11 @@ class InceptionE(nn.Module):
         bd = BasicConv2d(448, name="branch3x3dbl_1")(x)
         bd = BasicConv2d(384, (3, 3), padding=1, name="branch3x3dbl_2")(bd)
         bd = split_1x3_3x1(bd, "branch3x3dbl_3")
-        pooled = max_pool_3x3(x, 1, 1) if self.max_pool else avg_pool_3x3_no_pad_count(x)
+        pooled = (
+            torch_ops.max_pool2d(x, 3, 1, padding=1)
+            if self.max_pool
+            else avg_pool_3x3_no_pad_count(x)
+        )
         bp = BasicConv2d(192, name="branch_pool")(pooled)
         return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
@@ -183,16 +156,16 @@ class FIDInceptionV3(nn.Module):
             raise ValueError(f"FID Inception input must be [N, H, W, 3] in [-1, 1], got {x.shape}")
         x = jnp.asarray(x, jnp.float32)
         if self.resize_input:
-            x = resize_bilinear_half_pixel(x, INPUT_SIZE)
+            x = torch_ops.resize_bilinear(x, INPUT_SIZE, positions_dtype=np.float32)
         elif min(x.shape[1:3]) < 75:
             raise ValueError(f"FID Inception needs inputs of at least 75×75, got {x.shape[1:3]}")
         x = BasicConv2d(32, (3, 3), stride=2, name="Conv2d_1a_3x3")(x)
         x = BasicConv2d(32, (3, 3), name="Conv2d_2a_3x3")(x)
         x = BasicConv2d(64, (3, 3), padding=1, name="Conv2d_2b_3x3")(x)
-        x = max_pool_3x3(x)
+        x = torch_ops.max_pool2d(x, 3, 2)
         x = BasicConv2d(80, name="Conv2d_3b_1x1")(x)
         x = BasicConv2d(192, (3, 3), name="Conv2d_4a_3x3")(x)
-        x = max_pool_3x3(x)
+        x = torch_ops.max_pool2d(x, 3, 2)
         x = InceptionA(32, name="Mixed_5b")(x)
         x = InceptionA(64, name="Mixed_5c")(x)
         x = InceptionA(64, name="Mixed_5d")(x)

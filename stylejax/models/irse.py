@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from stylejax.nn import ops
+from stylejax.nn import torch_ops
 from stylejax.nn.conv import Conv
 
 # Units per stage for the 50/100/152-layer variants (pSp, ArcFace) and the shallower 18/34
@@ -219,5 +219,5 @@ def id_crop_and_pool(images):
     """pSp's ID-loss preprocessing: NHWC faces (pooled to 256 first if needed), crop rows
     35:223 and columns 32:220, then adaptive average pooling 188 → 112."""
     if images.shape[1:3] != (256, 256):
-        images = ops.adaptive_avg_pool2d(images, 256)
-    return ops.adaptive_avg_pool2d(images[:, 35:223, 32:220], 112)
+        images = torch_ops.adaptive_avg_pool2d(images, 256)
+    return torch_ops.adaptive_avg_pool2d(images[:, 35:223, 32:220], 112)

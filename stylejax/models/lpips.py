@@ -14,6 +14,7 @@ projector and PPL use `net="vgg"`.
 import flax.linen as nn
 import jax.numpy as jnp
 
+from stylejax.nn import torch_ops
 from stylejax.nn.conv import Conv
 
 # The v0.1 scaling layer: (x − shift) / scale per RGB channel, for inputs in [-1, 1].
@@ -89,9 +90,9 @@ class Features(nn.Module):
                 )(x)
             elif layer[0] == "relu":
                 x = nn.relu(x)
-            else:  # no padding, floor mode: the torch MaxPool2d defaults
+            else:
                 _, window, stride = layer
-                x = nn.max_pool(x, (window, window), strides=(stride, stride), padding="VALID")
+                x = torch_ops.max_pool2d(x, window, stride)
             if index in TAPS[self.net]:
                 taps.append(x)
         return taps

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from stylejax.models import e4e, encoders
 from stylejax.models.irse import ir_body
-from stylejax.nn import ops
+from stylejax.nn import torch_ops
 
 ENCODER_TYPES = ("BackboneEncoder", "ProgressiveBackboneEncoder", "GradualStyleEncoder")
 PROGRESSIVE_TYPES = ("ProgressiveBackboneEncoder",)
@@ -97,7 +97,7 @@ class ReStyle(encoders.PSP):
 
     def step(self, x, codes, images, *, stage=None, train=False, noise_mode="const"):
         """One refinement: (new codes, new images, the residual)."""
-        previous = ops.adaptive_avg_pool2d(images, x.shape[1:3])
+        previous = torch_ops.adaptive_avg_pool2d(images, x.shape[1:3])
         inputs = jnp.concatenate([x, previous.astype(x.dtype)], axis=-1)
         if self.progressive:
             residual = self.encoder(inputs, train, stage)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from stylejax.nn import torch_ops
 from stylejax.nn.conv import Conv, conv_general_dilated
 
 NUM_STYLE_LAYERS = 19  # official ACE modules always hold fc_mu0 … fc_mu18
@@ -48,21 +49,6 @@ def one_hot(labels, label_nc: int, dtype=jnp.float32):
     return jax.nn.one_hot(labels, label_nc, dtype=dtype)
 
 
-def resize_nearest(x, size):
-    """torch's legacy F.interpolate(mode='nearest') on NHWC: source index floor(dst·in/out).
-    (jax.image.resize uses half-pixel centres and changes SEAN's output by 26 %.)"""
-    out_h, out_w = size
-    for axis, out_size in ((1, out_h), (2, out_w)):
-        in_size = x.shape[axis]
-        if in_size != out_size:
-            x = jnp.take(x, (np.arange(out_size) * in_size) // out_size, axis=axis)
-    return x
-
-
-def upsample_nearest2x(x):
-    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-
-
 def conv(features: int, kernel: int, pad: int | None = None, stride: int = 1, name=None):
     """A torch-style conv: explicit symmetric zero padding (kernel // 2 unless given)."""
     pad = kernel // 2 if pad is None else pad
@@ -74,13 +60,6 @@ def conv(features: int, kernel: int, pad: int | None = None, stride: int = 1, na
         kernel_init=xavier(),
         name=name,
     )
-
-
-def instance_norm(x, eps: float = BN_EPS):
-    """InstanceNorm2d(affine=False): per sample and channel over H, W, biased variance."""
-    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
-    return (x - mean) * lax.rsqrt(var + eps)
 
 
 def reflect_pad(x, pad: int = 1):
@@ -175,14 +154,14 @@ class Zencoder(nn.Module):
     @nn.compact
     def __call__(self, image, segmap):
         x = conv(self.ngf, 3, pad=0, name="model_1")(reflect_pad(image))
-        x = nn.leaky_relu(instance_norm(x), 0.2)
+        x = nn.leaky_relu(torch_ops.instance_norm(x), 0.2)
         index = 4
         for i in range(self.n_downsampling):
             x = conv(self.ngf * 2 ** (i + 1), 3, pad=1, stride=2, name=f"model_{index}")(x)
-            x = nn.leaky_relu(instance_norm(x), 0.2)
+            x = nn.leaky_relu(torch_ops.instance_norm(x), 0.2)
             index += 3
         x = ConvTranspose2x(256, name=f"model_{index}")(x)
-        x = nn.leaky_relu(instance_norm(x), 0.2)
+        x = nn.leaky_relu(torch_ops.instance_norm(x), 0.2)
         x = conv(self.style_length, 3, pad=0, name=f"model_{index + 4}")(reflect_pad(x))
         feat = jnp.tanh(x)
         codes, present = region_means(feat, segmap)
@@ -192,7 +171,7 @@ class Zencoder(nn.Module):
 def region_means(feat, segmap):
     """Mean of feat [N, h, w, S] inside each region of segmap [N, H, W, L] (resized to h×w
     with the legacy nearest rule) → ([N, L, S], present [N, L]); absent regions get 0."""
-    mask = resize_nearest(segmap, feat.shape[1:3]).astype(feat.dtype)
+    mask = torch_ops.resize_nearest(segmap, feat.shape[1:3]).astype(feat.dtype)
     area = jnp.sum(mask, axis=(1, 2))  # [N, L]
     sums = jnp.einsum("nhwl,nhws->nls", mask, feat, precision=lax.Precision.HIGHEST)
     present = area > 0
@@ -252,7 +231,7 @@ class ACE(nn.Module):
         if noise is None:
             noise = jax.random.normal(self.make_rng("noise"), x.shape[:3] + (1,), x.dtype)
         normalized = ParamFreeBatchNorm(name="param_free_norm")(x + noise * noise_var, train)
-        segmap = resize_nearest(segmap, x.shape[1:3]).astype(x.dtype)
+        segmap = torch_ops.resize_nearest(segmap, x.shape[1:3]).astype(x.dtype)
         gamma, beta = SPADE(self.features, self.spade_hidden, name="Spade")(segmap)
         blend_g = self.param("blending_gamma", nn.initializers.zeros, (1,))
         blend_b = self.param("blending_beta", nn.initializers.zeros, (1,))
@@ -416,11 +395,11 @@ class Generator(nn.Module):
                 raise ValueError("give a style image or style_codes")
             style_codes, _ = self.encode(image, segmap)
         features = {}
-        x = self.fc(resize_nearest(segmap, self.latent_size(*segmap.shape[1:3])))
+        x = self.fc(torch_ops.resize_nearest(segmap, self.latent_size(*segmap.shape[1:3])))
         features["fc"] = x
         for name in BLOCKS:
             if name != "head_0" and (name != "G_middle_1" or self.num_upsampling_layers == "more"):
-                x = upsample_nearest2x(x)
+                x = torch_ops.resize_nearest(x, (2 * x.shape[1], 2 * x.shape[2]))
             codes = style_codes.get(name) if isinstance(style_codes, dict) else style_codes
             x = getattr(self, name)(
                 x, segmap, codes, self._block_noise(name, x, noise, noise_mode), train
@@ -456,15 +435,10 @@ class NLayerDiscriminator(nn.Module):
         for n in range(1, self.n_layers):
             nf = min(nf * 2, 512)
             x = SpectralConv(nf, 4, 2, pad=2, use_bias=False, name=f"model{n}")(x, train)
-            x = nn.leaky_relu(instance_norm(x), 0.2)
+            x = nn.leaky_relu(torch_ops.instance_norm(x), 0.2)
             outs.append(x)
         outs.append(conv(1, 4, pad=2, name=f"model{self.n_layers}")(x))
         return outs
-
-
-def downsample_avg(x):
-    """avg_pool2d(3, stride 2, padding 1, count_include_pad=False) between the scales."""
-    return nn.avg_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)), count_include_pad=False)
 
 
 class MultiscaleDiscriminator(nn.Module):
@@ -482,7 +456,7 @@ class MultiscaleDiscriminator(nn.Module):
             results.append(
                 NLayerDiscriminator(self.ndf, self.n_layers, name=f"discriminator_{i}")(x, train)
             )
-            x = downsample_avg(x)
+            x = torch_ops.avg_pool2d(x, 3, 2, padding=1, count_include_pad=False)
         return results
 
 

@@ -15,11 +15,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
+from stylejax.nn import torch_ops
 from stylejax.nn.conv import Conv, conv_general_dilated
 
-INSTANCE_NORM_EPS = 1e-5  # torch's InstanceNorm2d default
 HPF_SIZES = (32, 64, 128)  # absolute feature sizes that get the high-pass injection
 
 
@@ -38,46 +37,6 @@ def widths(img_size: int, repeat: int, max_conv_dim: int, dim_in: int | None = N
 
 def leaky_relu(x):
     return jnp.where(x >= 0, x, 0.2 * x)
-
-
-def instance_norm(x, eps: float = INSTANCE_NORM_EPS):
-    """Per-sample, per-channel normalisation over H, W with the biased variance (torch)."""
-    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
-    return (x - mean) * lax.rsqrt(var + eps)
-
-
-def avg_pool2(x):
-    n, h, w, c = x.shape
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
-
-
-def upsample_nearest2(x):
-    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-
-
-def _half_pixel_taps(in_size: int, out_size: int):
-    """Source indices and weights of torch's bilinear resize (align_corners=False, no
-    anti-aliasing) on one axis: negative source positions clamp to 0."""
-    scale = in_size / out_size
-    src = np.maximum((np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5, 0.0)
-    lo = np.minimum(np.floor(src).astype(np.int32), in_size - 1)
-    hi = np.minimum(lo + 1, in_size - 1)
-    return lo, hi, (src - lo).astype(np.float32)
-
-
-def resize_bilinear(x, size: int):
-    """F.interpolate(x, size, mode='bilinear') on an NHWC batch. Unlike jax.image.resize it
-    never anti-aliases, which the official masks depend on when shrinking 256 → 32."""
-    for axis in (1, 2):
-        if x.shape[axis] == size:
-            continue
-        lo, hi, frac = _half_pixel_taps(x.shape[axis], size)
-        shape = [1, 1, 1, 1]
-        shape[axis] = size
-        frac = jnp.asarray(frac, x.dtype).reshape(shape)
-        x = jnp.take(x, lo, axis=axis) * (1 - frac) + jnp.take(x, hi, axis=axis) * frac
-    return x
 
 
 def high_pass(x, w_hpf: float):
@@ -111,7 +70,7 @@ class InstanceNorm(nn.Module):
         c = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (c,))
         bias = self.param("bias", nn.initializers.zeros, (c,))
-        return instance_norm(x) * scale.astype(x.dtype) + bias.astype(x.dtype)
+        return torch_ops.instance_norm(x) * scale.astype(x.dtype) + bias.astype(x.dtype)
 
 
 class ResBlk(nn.Module):
@@ -129,11 +88,11 @@ class ResBlk(nn.Module):
         if dim_in != self.dim_out:
             shortcut = conv(self.dim_out, 1, use_bias=False, name="conv1x1")(shortcut)
         if self.downsample:
-            shortcut = avg_pool2(shortcut)
+            shortcut = torch_ops.avg_pool2d(shortcut, 2)
         h = InstanceNorm(name="norm1")(x) if self.normalize else x
         h = conv(dim_in, 3, name="conv1")(leaky_relu(h))
         if self.downsample:
-            h = avg_pool2(h)
+            h = torch_ops.avg_pool2d(h, 2)
         if self.normalize:
             h = InstanceNorm(name="norm2")(h)
         h = conv(self.dim_out, 3, name="conv2")(leaky_relu(h))
@@ -148,7 +107,7 @@ class AdaIN(nn.Module):
         c = x.shape[-1]
         h = nn.Dense(2 * c, name="fc")(s)
         gamma, beta = h[:, None, None, :c], h[:, None, None, c:]
-        return (1 + gamma) * instance_norm(x) + beta
+        return (1 + gamma) * torch_ops.instance_norm(x) + beta
 
 
 class AdainResBlk(nn.Module):
@@ -163,13 +122,15 @@ class AdainResBlk(nn.Module):
     def __call__(self, x, s):
         h = leaky_relu(AdaIN(name="norm1")(x, s))
         if self.upsample:
-            h = upsample_nearest2(h)
+            h = torch_ops.resize_nearest(h, (2 * h.shape[1], 2 * h.shape[2]))
         h = conv(self.dim_out, 3, name="conv1")(h)
         h = leaky_relu(AdaIN(name="norm2")(h, s))
         h = conv(self.dim_out, 3, name="conv2")(h)
         if self.w_hpf > 0:
             return h
-        shortcut = upsample_nearest2(x) if self.upsample else x
+        shortcut = (
+            torch_ops.resize_nearest(x, (2 * x.shape[1], 2 * x.shape[2])) if self.upsample else x
+        )
         if x.shape[-1] != self.dim_out:
             shortcut = conv(self.dim_out, 1, use_bias=False, name="conv1x1")(shortcut)
         return (h + shortcut) / math.sqrt(2)
@@ -217,7 +178,7 @@ class Generator(nn.Module):
             x = block(x, s)
             size = x.shape[1]
             if masks is not None and size in HPF_SIZES:
-                mask = resize_bilinear(masks[0] if size == 32 else masks[1], size)
+                mask = torch_ops.resize_bilinear(masks[0] if size == 32 else masks[1], size)
                 x = x + high_pass(mask.astype(x.dtype) * cache[size], self.w_hpf)
         x = leaky_relu(InstanceNorm(name="to_rgb_0")(x))
         return conv(3, 1, name="to_rgb_2")(x)

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stylejax.nn import torch_ops
 from stylejax.nn.conv import Conv
 
 # torchvision's vgg19 `features`: (index of each 3×3 conv, its width) — a ReLU follows each
@@ -48,7 +49,7 @@ class VGG19Features(nn.Module):
             elif index - 1 in widths:
                 x = nn.relu(x)
             elif index in POOLS:
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = torch_ops.max_pool2d(x, 2)
             if index in TAPS:
                 taps.append(x)
         return taps

@@ -8,6 +8,7 @@ A method module (`stylejax/train/<method>.py`) builds its models and a pure
 
 import dataclasses
 import logging as logging_std
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,10 @@ from jax.sharding import PartitionSpec as P
 
 from stylejax import images
 
-DATA_AXIS = "data"
+# Mesh axes: "data" splits the batch; "fsdp" splits the batch and the parameters that
+# config.sharding.rules place on it.
+BATCH_AXES = ("data", "fsdp")
+DATA_MESH = (("data", -1),)  # the default: every device on the data axis
 
 
 def setup_jax():
@@ -39,21 +43,72 @@ class _QuietOrbax(logging_std.Filter):
         return record.levelno >= logging_std.WARNING or "/orbax/" not in record.pathname
 
 
-def make_mesh(devices=None) -> Mesh:
-    """One data-parallel axis over every device of every process (or `devices`)."""
-    return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA_AXIS,))
+def make_mesh(devices=None, axes=DATA_MESH) -> Mesh:
+    """A mesh over every device of every process (or `devices`) with the named axis sizes of
+    `axes` (config.sharding.mesh), e.g. (("data", 2), ("fsdp", -1)); one size may be -1:
+    the devices left over."""
+    devices = np.asarray(jax.devices() if devices is None else devices).reshape(-1)
+    names = tuple(name for name, _ in axes)
+    sizes = [size for _, size in axes]
+    if -1 in sizes:
+        known = int(np.prod([s for s in sizes if s != -1]))
+        sizes[sizes.index(-1)] = devices.size // known
+    if int(np.prod(sizes)) != devices.size:
+        raise ValueError(f"mesh {dict(zip(names, sizes))} does not cover {devices.size} devices")
+    return Mesh(devices.reshape(sizes), names)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def batch_axes(mesh) -> tuple[str, ...]:
+    """The mesh axes the batch is split over: data and fsdp (FSDP shards parameters over
+    its axis and the batch too)."""
+    return tuple(name for name in mesh.axis_names if name in BATCH_AXES)
+
+
 def batch_sharded(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P(DATA_AXIS))
+    return NamedSharding(mesh, P(batch_axes(mesh)))
+
+
+def state_sharding(config, mesh: Mesh, abstract_state):
+    """The NamedSharding of every leaf of `abstract_state` from config.sharding.rules:
+    (regex, partition spec) pairs; the first regex that matches the whole '/'-joined path
+    (e.g. "g_opt/0/mu/synthesis/b64/conv0/weight") gives the leaf's spec, and a leaf no rule
+    matches is replicated. A spec is a tuple over the leaf's leading dimensions of None, an
+    axis name or a tuple of names; where a dimension does not divide over its axes the leaf
+    is replicated instead, and logged."""
+    rules = [(re.compile(pattern), spec) for pattern, spec in config.sharding.rules]
+    unsplit = []
+
+    def leaf_sharding(path, leaf):
+        name = jax.tree_util.keystr(path, simple=True, separator="/")
+        spec = next((spec for pattern, spec in rules if pattern.fullmatch(name)), ())
+        spec = tuple(tuple(s) if isinstance(s, list) else s for s in spec)
+        if not _divides(spec, leaf.shape, mesh):
+            unsplit.append(f"{name} {tuple(leaf.shape)} over {spec}")
+            spec = ()
+        return NamedSharding(mesh, P(*spec))
+
+    shardings = jax.tree_util.tree_map_with_path(leaf_sharding, abstract_state)
+    if unsplit:
+        logging.info("replicated, as their sizes do not divide: %s", "; ".join(unsplit))
+    return shardings
+
+
+def _divides(spec, shape, mesh: Mesh) -> bool:
+    if len(spec) > len(shape):
+        return False
+    for size, axes in zip(shape, spec):
+        axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
+        if size % int(np.prod([mesh.shape[a] for a in axes])):
+            return False
+    return True
 
 
 def global_batch(local_batch: dict, mesh: Mesh) -> dict:
-    """This process's numpy batch → global arrays sharded over the data axis."""
+    """This process's numpy batch → global arrays sharded over the batch axes."""
     sharding = batch_sharded(mesh)
     return {
         k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
@@ -256,28 +311,30 @@ class Task:
 
 
 def split_over_devices(x):
-    """Splits x's leading (batch) axis over the data axis, like the input batch. For batch
+    """Splits x's leading (batch) axis over the batch axes, like the input batch. For batch
     values a step makes itself (latents), which XLA would otherwise compute whole on every
     device. Needs the mesh that compile_step sets while tracing."""
-    if jax.sharding.get_abstract_mesh().empty:
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
         return x
-    return jax.lax.with_sharding_constraint(x, P(DATA_AXIS))
+    return jax.lax.with_sharding_constraint(x, P(batch_axes(mesh)))
 
 
-def compile_step(task: Task, mesh: Mesh, state_sharding):
-    """The jitted step(state, batch[, frozen]) with the state donated."""
+def compile_step(task: Task, mesh: Mesh, shardings):
+    """The jitted step(state, batch[, frozen]) with the state donated; `shardings` are the
+    state's (state_sharding), the batch is split over the batch axes."""
 
     def step(state, batch, *frozen):
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # for split_over_devices
             return task.train_step(state, batch, *frozen)
 
-    in_shardings = (state_sharding, batch_sharded(mesh))
+    in_shardings = (shardings, batch_sharded(mesh))
     if task.frozen is not None:
         in_shardings += (replicated(mesh),)
     return jax.jit(
         step,
         in_shardings=in_shardings,
-        out_shardings=(state_sharding, replicated(mesh)),
+        out_shardings=(shardings, replicated(mesh)),
         donate_argnums=0,
     )
 
@@ -292,27 +349,28 @@ def run(task: Task, config, workdir, data: Iterator, tf_iterator=None, mesh=None
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    mesh = make_mesh() if mesh is None else mesh
+    mesh = make_mesh(axes=config.sharding.mesh) if mesh is None else mesh
     repl = replicated(mesh)
     rng = jax.random.PRNGKey(config.seed)
 
-    # State shapes first, then state born replicated on the mesh (no host copy).
+    # State shapes first, then state born on the mesh with config.sharding's rules (no host
+    # copy).
     abstract = jax.eval_shape(task.init_state, rng)
-    state_sharding = jax.tree_util.tree_map(lambda _: repl, abstract)
+    shardings = state_sharding(config, mesh, abstract)
     ckpt = Checkpointer(workdir, config.checkpoint_every, config.keep_checkpoints)
     start = ckpt.latest_step()
     if start is not None:
         target = jax.tree_util.tree_map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
             abstract,
-            state_sharding,
+            shardings,
         )
         state = ckpt.restore(target, tf_iterator, start)
         logging.info("resumed from %s at step %d", ckpt.manager.directory, start)
     else:
-        state = jax.jit(task.init_state, out_shardings=state_sharding)(rng)
-        if task.prepare_state is not None:
-            state = task.prepare_state(state)
+        state = jax.jit(task.init_state, out_shardings=shardings)(rng)
+        if task.prepare_state is not None:  # loaded weights go back to the rules' shardings
+            state = jax.device_put(task.prepare_state(state), shardings)
         start = 0
     frozen = () if task.frozen is None else (jax.device_put(task.frozen, repl),)
 
@@ -328,7 +386,7 @@ def run(task: Task, config, workdir, data: Iterator, tf_iterator=None, mesh=None
     for name, params in task.parameters(state).items():
         parameter_overview.log_parameter_overview(params, msg=f"{name} parameters")
 
-    step_fn = compile_step(task, mesh, state_sharding)
+    step_fn = compile_step(task, mesh, shardings)
     log = MetricsLog(writer, config.log_every)
     progress = periodic_actions.ReportProgress(
         num_train_steps=config.num_steps, writer=writer, every_steps=config.log_every
