@@ -6,7 +6,7 @@
 
 Variants:
   (default)       synthetic faces 64 px, Smiling (2 domains); a small StarGAN v2 backbone
-                  that trains in CPU minutes; evaluates afterwards (eval.json).
+                  that trains in CPU minutes.
   multi           the same with two attributes, ⟨Smiling, Eyeglasses⟩ → 4 domains.
   celebahq_smile  the paper's setting: CelebA-HQ 256 px (27,176 train / 2,824 test),
                   Smiling, style_dim 64, max_conv_dim 512, batch 8, 100k steps, lr 1e-4.
@@ -68,7 +68,7 @@ def get_config(variant: str = ""):
     c.train.ema_beta = 0.99
 
     c.eval = config_dict.ConfigDict()
-    c.eval.after_training = True
+    c.eval.split = "test"
     c.eval.alphas = (0.25, 0.5, 0.75, 1.0)
     c.eval.max_images = 1000  # test images edited (0: the whole split)
     # The attribute classifier (stylejax/attribute_classifier.py): 0.997 Smiling test

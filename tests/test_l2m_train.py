@@ -1,11 +1,13 @@
-"""L2M-GAN training: one step on 8 devices equals one device, the loss terms, the targets
-of the latent- and reference-guided halves, editing strips, evaluation helpers, configs."""
+"""L2M-GAN training: one step on 8 devices equals one device, one trace while the
+diversity weight decays, the loss terms, the targets of the latent- and reference-guided
+halves, editing strips, evaluation, export, configs."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_tool
+from conftest import build_synthetic_faces, load_tool
+from tracing import counting_traces
 
 from configs import l2m as l2m_configs
 from stylejax import main
@@ -57,9 +59,21 @@ def setup():
         "image": rng.uniform(-1, 1, (BATCH, RES, RES, 3)).astype(np.float32),
         "domain": np.array([0, 1, 1, 1, 0, 1, 0, 1], np.int32),
     }
-    task = trainer.make_task(config, {k: v[:2] for k, v in batch.items()})
+    task = trainer.make_task(config)
     state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
     return config, task, jax.device_get(state), batch
+
+
+@pytest.fixture(scope="module")
+def faces_config(tmp_path_factory):
+    """The tiny config on a 16 px synthetic-faces data set (12 test images)."""
+    from stylejax.data.synthetic_faces import SyntheticFacesConfig
+
+    data = SyntheticFacesConfig(name="l2m16", resolution=RES, num_train=16, num_test=12)
+    config = tiny_config()
+    config.data.name = f"synthetic_faces/{data.name}"
+    config.data.directory = build_synthetic_faces(data, tmp_path_factory.mktemp("tfds"))
+    return config
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +94,25 @@ def test_one_step_on_eight_devices_equals_one_device(setup, one_device_step):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path))
     for name in m1:
         np.testing.assert_allclose(m1[name], m8[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_step_traces_once_while_the_diversity_weight_decays(setup):
+    """λ_ds decays to 0 over ds_iter steps inside the step: one trace serves every step."""
+    config, _, state, batch = setup
+    config = config.copy_and_resolve_references()
+    config.train.ds_iter = 2
+    task = trainer.make_task(config)
+    assert {k: (v.shape, v.dtype) for k, v in task.batch_spec.items()} == {
+        k: (v.shape, v.dtype) for k, v in batch.items()
+    }
+    counted, traces = counting_traces(task)
+    step = jax.jit(counted.train_step, compiler_options=FAST_COMPILE)
+    weights = []
+    for _ in range(3):
+        state, metrics = step(state, batch)
+        weights.append(float(metrics["lambda_ds"]))
+    assert len(traces) == 1
+    np.testing.assert_allclose(weights, [1.0, 0.5, 0.0])
 
 
 def test_step_updates_every_network_and_reports_each_loss(setup, one_device_step):
@@ -139,12 +172,21 @@ def test_targets_of_the_guided_halves():
         assert set(y_trg.tolist()) <= {0, 1, 2, 3}
 
 
-def test_sample_strips_edit_the_first_attribute(setup):
-    config, task, state, batch = setup
+def test_sample_strips_edit_the_first_attribute(setup, faces_config):
+    """The strips of the first num_samples test images, read on the first samples call."""
+    from stylejax.data import pipeline
+
+    _, _, state, _ = setup
+    task = trainer.make_task(faces_config)
     grid = np.asarray(task.samples(state))
-    alphas = trainer.sweep_alphas(config)
-    assert grid.shape == (2 * (1 + len(alphas)), RES, RES, 3)
-    np.testing.assert_array_equal(grid[0], batch["image"][0])  # each strip opens with the input
+    alphas = trainer.sweep_alphas(faces_config)
+    n = faces_config.num_samples
+    assert grid.shape == (n * (1 + len(alphas)), RES, RES, 3)
+    (test,) = pipeline.split_batches(
+        faces_config.data.name, "test", ("image",), 64, data_dir=faces_config.data.directory
+    )
+    strip_starts = grid[:: 1 + len(alphas)]  # each strip opens with its input
+    np.testing.assert_array_equal(strip_starts, test["image"][:n])
     np.testing.assert_array_equal(trainer.flip_first_attribute(jnp.arange(4)), [1, 0, 3, 2])
 
 
@@ -183,21 +225,14 @@ def test_configs_and_entry_point():
 
 
 def test_edit_tool_writes_strips_and_reference_edits(tmp_path, setup):
-    """tools/l2m_edit.py on a tiny model saved in the converted layout (family l2m)."""
+    """tools/l2m_edit.py on a tiny trained state written by export (family l2m)."""
     from PIL import Image
-
-    from stylejax.model_format import save_model
 
     l2m_edit = load_tool("l2m_edit")
 
     config, _, state, _ = setup
-    meta = {
-        "family": "l2m",
-        "format": "stylejax-train",
-        "source": "test",
-        "networks": {"l2m": {"kind": "l2m", "config": trainer.model_kwargs(config)}},
-    }
-    save_model(tmp_path / "model", {"l2m": {"params": state["ema"]}}, meta)
+    meta = trainer.export(config, state, tmp_path / "model")
+    assert meta["family"] == "l2m" and meta["domains"] == ["no Smiling", "Smiling"]
     inputs = tmp_path / "in"
     inputs.mkdir()
     rng = np.random.default_rng(0)
@@ -244,31 +279,26 @@ def test_edit_tool_writes_strips_and_reference_edits(tmp_path, setup):
         )
 
 
-def test_evaluation_on_tiny_synthetic_faces(setup, tmp_path):
-    """evaluate() end to end on a 16 px split: eval.json with the classifier's accuracy, the
-    edit accuracy and the smile_flipped PSNRs (the unedited input's equal to a direct
-    computation), and the strips grid."""
-    import json
-
-    from conftest import build_synthetic_faces
-
+def test_evaluation_on_tiny_synthetic_faces(setup, faces_config, tmp_path):
+    """evaluate() end to end on a 16 px split: flat float metrics with the classifier's
+    accuracy, the edit accuracy and the smile_flipped PSNRs (the unedited input's equal to a
+    direct computation), and the strips grid under workdir/eval/."""
     from stylejax import metrics
     from stylejax.data import pipeline
-    from stylejax.data.synthetic_faces import SyntheticFacesConfig
 
-    config, _task, state, _batch = setup
-    data = SyntheticFacesConfig(name="l2m16", resolution=RES, num_train=16, num_test=12)
-    config = config.copy_and_resolve_references()
-    config.data.name = f"synthetic_faces/{data.name}"
-    config.data.directory = build_synthetic_faces(data, tmp_path / "tfds")
+    _, _task, state, _batch = setup
+    config = faces_config.copy_and_resolve_references()
     config.eval.classifier_steps = 3
     config.eval.classifier_batch_size = 8
     config.eval.classifier_dim_in = 8
-    result = trainer.evaluate(config, tmp_path, state=state, max_images=0)
+    result = trainer.evaluate(config, state, tmp_path, max_images=0)
 
-    assert result["images"] == data.num_test
-    assert set(result["classifier_test_accuracy"]) == {"Smiling"}
-    assert 0 <= result["edit_accuracy"]["Smiling"] <= 1
+    assert all(isinstance(v, float) for v in result.values()), result
+    assert result["images"] == 12  # the whole test split
+    assert [k for k in result if k.startswith("classifier_test_accuracy/")] == [
+        "classifier_test_accuracy/Smiling"
+    ]
+    assert 0 <= result["edit_accuracy/Smiling"] <= 1
     keys = ("image", "segmentation", "smile_flipped")
     (test,) = pipeline.split_batches(
         config.data.name, "test", keys, 64, data_dir=config.data.directory
@@ -287,5 +317,5 @@ def test_evaluation_on_tiny_synthetic_faces(setup, tmp_path):
     domain = trainer.domains_of(labelled["attributes"], config.data.attributes)
     guess = np.argmax(D.apply({"params": state["d"]}, labelled["image"]), axis=-1)
     assert result["discriminator_domain_accuracy"] == pytest.approx(np.mean(guess == domain))
-    assert json.loads((tmp_path / "eval.json").read_text())["images"] == data.num_test
-    assert (tmp_path / "eval_strips.png").is_file() and (tmp_path / "classifier.json").is_file()
+    assert (tmp_path / "eval" / "strips.png").is_file()
+    assert (tmp_path / "classifier.json").is_file()

@@ -1,6 +1,7 @@
 """SEAN training: the step on 8 devices equals the step on 1 (batch norm synchronised over
-the global batch), the evaluation's metrics and FID, the configs, the VGG19 import and the
-logged VGG-off switch."""
+the global batch), one trace across the learning-rate decay with the VGG19 frozen, the
+export, the evaluation's metrics and FID, the configs, the VGG19 import and the logged
+VGG-off switch."""
 
 import logging
 
@@ -11,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import assert_close, build_synthetic_faces
+from tracing import counting_traces
 
 from configs import sean as sean_config
 from stylejax.convert import sean as convert_sean
-from stylejax.model_format import CheckpointError
+from stylejax.model_format import CheckpointError, load_pretrained
 from stylejax.models import sean, vgg19
 from stylejax.train import loop
 from stylejax.train import sean as train_sean
@@ -104,7 +106,7 @@ def test_train_step_on_8_devices_equals_1_device():
     # Compiles the whole step twice: 2 min on an idle 2-core CPU with a cold cache.
     assert jax.device_count() >= 8
     config = tiny_config()
-    task = train_sean.make_task(config, with_samples=False)
+    task = train_sean.make_task(config)
     G, D = train_sean.build_models(config)
     abstract, state = host_state(task, G, D)
     rng = np.random.default_rng(1)
@@ -138,6 +140,66 @@ def test_train_step_on_8_devices_equals_1_device():
     assert int(one["step"]) == int(eight["step"]) == 1
 
 
+def random_vgg():
+    """A narrow VGG19 (1/16 of the widths) with random weights, for the perceptual loss."""
+    model = vgg19.VGG19Features(width_divisor=16)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, SIZE, SIZE, 3)))
+    rng = np.random.default_rng(6)
+    return model, jax.tree_util.tree_map(
+        lambda s: (rng.normal(size=s.shape) * 0.3).astype(np.float32), shapes
+    )
+
+
+def test_step_traces_once_across_the_lr_decay_with_frozen_vgg(monkeypatch):
+    """The engine's step, the VGG19 of the perceptual loss passed as Task.frozen (not in the
+    state), is traced once over steps that cross the start of the learning-rate decay."""
+    config = tiny_config()
+    config.num_steps, config.train.decay_start_fraction = 3, 0.5  # constant lr, then decaying
+    config.train.lambda_vgg = 10.0
+    vgg, vgg_variables = random_vgg()
+    monkeypatch.setattr(train_sean, "load_vgg", lambda c, frozen: (vgg, vgg_variables))
+    task = train_sean.make_task(config)
+    assert task.frozen is vgg_variables
+    G, D = train_sean.build_models(config)
+    abstract, state = host_state(task, G, D)
+    assert set(abstract) == {"step", "g", "d", "g_opt", "d_opt"}
+    assert {k: (v.shape, v.dtype) for k, v in task.batch_spec.items()} == {
+        "image": ((BATCH, SIZE, SIZE, 3), jnp.float32),
+        "segmentation": ((BATCH, SIZE, SIZE), jnp.int32),
+    }
+    counted, traces = counting_traces(task)
+    mesh = loop.make_mesh(jax.devices()[:1])
+    sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), abstract)
+    step = loop.compile_step(counted, mesh, sharding)
+    state = jax.device_put(state, loop.replicated(mesh))
+    frozen = jax.device_put(task.frozen, loop.replicated(mesh))
+    rng = np.random.default_rng(3)
+    batch = {
+        "image": rng.uniform(-1, 1, (BATCH, SIZE, SIZE, 3)).astype(np.float32),
+        "segmentation": rng.integers(0, LABEL_NC, (BATCH, SIZE, SIZE)).astype(np.int32),
+    }
+    for _ in range(config.num_steps):
+        state, metrics = step(state, loop.global_batch(batch, mesh), frozen)
+    assert len(traces) == 1
+    assert int(state["step"]) == config.num_steps
+    assert float(metrics["g_vgg"]) > 0
+
+
+def test_export_writes_the_generator_for_load_pretrained(tmp_path):
+    config = tiny_config()
+    task = train_sean.make_task(config)
+    G, D = train_sean.build_models(config)
+    _, state = host_state(task, G, D)
+    meta = train_sean.export(config, state, tmp_path / "model")
+    assert meta["family"] == "sean" and meta["networks"]["g"]["kind"] == "sean_generator"
+    loaded, variables = load_pretrained(tmp_path / "model")
+    assert isinstance(loaded, sean.Generator) and loaded.label_nc == LABEL_NC
+    for (path, want), got in zip(
+        jax.tree_util.tree_leaves_with_path(state["g"]), jax.tree_util.tree_leaves(variables)
+    ):
+        np.testing.assert_array_equal(got, want, err_msg=jax.tree_util.keystr(path))
+
+
 def test_configs():
     c = sean_config.get_config()
     assert (c.method, c.model.label_nc, c.data.name) == ("sean", 19, "synthetic_faces/64")
@@ -158,6 +220,19 @@ def test_vgg_loss_off_without_weights_is_logged(caplog):
     config.train.lambda_vgg = 0.0
     caplog.clear()
     assert train_sean.load_vgg(config) is None and "VGG" not in caplog.text
+
+
+def test_vgg_as_shapes_reads_no_weights_file():
+    """frozen="abstract" (AOT compilation) gives the VGG19's shapes without the file."""
+    config = tiny_config()
+    config.train.lambda_vgg = 10.0
+    config.train.vgg_weights = "/nonexistent/vgg19.pth"
+    _, shapes = train_sean.load_vgg(config, "abstract")
+    kernel = shapes["params"]["features_28"]["kernel"]
+    assert (kernel.shape, kernel.dtype) == ((3, 3, 512, 512), jnp.float32)
+    assert train_sean.make_task(config, frozen="abstract").frozen == shapes
+    with pytest.raises(ValueError, match="frozen='lazy'"):
+        train_sean.load_vgg(config, "lazy")
 
 
 def torchvision_vgg19(rng):
@@ -219,8 +294,6 @@ def test_evaluation_scores_reconstructions_and_their_fid(tmp_path, monkeypatch):
     """evaluate() on a tiny synthetic-faces split, with a stand-in reconstruction (the
     generator's own parity is tested elsewhere): PSNR / SSIM / RMSE and the FID between the
     outputs' and the images' features, each equal to a direct computation; the grid."""
-    import types
-
     from stylejax import metrics
     from stylejax.data.synthetic_faces import SyntheticFacesConfig
 
@@ -235,14 +308,14 @@ def test_evaluation_scores_reconstructions_and_their_fid(tmp_path, monkeypatch):
     c.eval.batch_size = 8
     feat = _Features()
     feat_vars = feat.init(jax.random.PRNGKey(0), jnp.zeros((1, SIZE, SIZE, 3)))
-    G = types.SimpleNamespace(label_nc=19)
-    result = train_sean.evaluate(c, G, None, tmp_path, num_examples=16, inception=(feat, feat_vars))
+    state = {"g": None}  # the stand-in reconstruction needs no generator
+    result = train_sean.evaluate(c, state, tmp_path, num_examples=16, inception=(feat, feat_vars))
 
     batches = list(train_sean.fixed_batches(c, "test", 8))[:2]
     x = np.concatenate([b["image"] for b in batches])
     out = np.concatenate(
         [
-            reconstruct(G, None, None, b["image"], 19, jax.random.PRNGKey(i))
+            reconstruct(None, None, None, b["image"], LABEL_NC, jax.random.PRNGKey(i))
             for i, b in enumerate(batches)
         ]
     )

@@ -296,13 +296,61 @@ def bench_restyle(batch, iters, only=None, steps=(1, 2, 3, 5, 10)):
 
 
 def bench_sean(resolution, batch, iters):
+    """Inference latency of G(mask, style image) at batch 1 and `batch`, and the train
+    step's images/s on every device (random weights and data; no VGG loss)."""
+    import numpy as np
+
     from configs import sean as sean_config
+    from stylejax.train import loop
     from stylejax.train import sean as train_sean
 
     config = sean_config.get_config("celebamaskhq" if resolution >= 256 else "")
     config.model.resolution, config.batch_size = resolution, batch
+    config.train.lambda_vgg = 0.0
     print(f"SEAN {resolution} px, batch {batch}, {jax.device_count()} device(s)")
-    for name, value in train_sean.benchmark(config, iters).items():
+    r, label_nc = resolution, config.model.label_nc
+    task = train_sean.make_task(config)
+    G, _ = train_sean.build_models(config)
+    mesh = loop.make_mesh()
+    sharding = jax.tree_util.tree_map(
+        lambda _: loop.replicated(mesh), jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
+    )
+    t0 = time.perf_counter()
+    state = jax.jit(task.init_state, out_shardings=sharding)(jax.random.PRNGKey(0))
+    jax.block_until_ready(state)
+    result = {"init_compile_s": time.perf_counter() - t0}
+    rng = np.random.default_rng(0)
+
+    def random_batch(n):
+        return {
+            "image": rng.uniform(-1, 1, (n, r, r, 3)).astype(np.float32),
+            "segmentation": rng.integers(0, label_nc, (n, r, r)).astype(np.int32),
+        }
+
+    noise = jax.random.PRNGKey(1)
+    infer = jax.jit(
+        lambda v, b: train_sean.reconstruct(G, v, b["segmentation"], b["image"], label_nc, noise)
+    )
+    for n in (1, batch):
+        b = random_batch(n)
+        jax.block_until_ready(infer(state["g"], b))
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            out = infer(state["g"], b)
+        jax.block_until_ready(out)
+        result[f"latency_ms_batch{n}"] = (time.perf_counter() - t0) / iters * 1e3
+    step = loop.compile_step(task, mesh, sharding)
+    b = loop.global_batch(random_batch(batch), mesh)
+    t0 = time.perf_counter()
+    state, metrics = step(state, b)
+    jax.block_until_ready(metrics)
+    result["step_compile_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        state, metrics = step(state, b)
+    jax.block_until_ready(metrics)
+    result["train_images_per_s"] = batch * iters / (time.perf_counter() - t0)
+    for name, value in result.items():
         print(f"  {name}: {value:.2f}")
 
 

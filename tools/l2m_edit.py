@@ -1,13 +1,14 @@
 """Edits a folder of face images with an L2M-GAN model at several strengths.
 
   python tools/l2m_edit.py l2m_smile photos/ edited/ --source 0 --target 1
-  python tools/l2m_edit.py runs/l2m_export photos/ edited/ --alphas 0,0.5,1,1.25
+  python tools/l2m_edit.py runs/l2m/model photos/ edited/ --alphas 0,0.5,1,1.25
   python tools/l2m_edit.py l2m_smile photos/ edited/ --reference smiling.png --reference-domain 1
 
 MODEL is a converted official checkpoint (tools/convert_weights.py on a *_nets_ema.ckpt) or
-a training run's export (stylejax.train.l2m.export_model). Each input gets a strip
-`<name>_strip.png`: the input, then its edits at every α (0 reconstructs, 1 is the full
-edit). All strips also go into `strips.png`, one row per image. With --reference, the
+a training run's export (runs/l2m/model: written after training, or by `python -m
+stylejax.main --config=configs/l2m.py --workdir=runs/l2m --mode=export`). Each input gets
+a strip `<name>_strip.png`: the input, then its edits at every α (0 reconstructs, 1 is the
+full edit). All strips also go into `strips.png`, one row per image. With --reference, the
 attribute part of the reference image's style replaces each input's (`<name>_ref.png`:
 input, reference, result). Images are centre-cropped and resized to the model's size.
 """

@@ -1,12 +1,14 @@
 """SEAN editing grids: reconstruction, per-region style transfer, mask painting, region-style
 interpolation and per-ResBlk style crossover, on two images A and B of a data set.
 
-  python tools/sean_edit.py --network runs/sean_export --a 3 --b 7 --regions hair,u_lip \\
+  python tools/sean_edit.py --network runs/sean/model --a 3 --b 7 --regions hair,u_lip \\
       --outdir out/sean_edit
   python tools/sean_edit.py --network sean_celeba --data celeba_mask_hq/256 --a 0 --b 1
 
 --network is a directory made by tools/convert_weights.py from the official latest_net_G.pth
-or by stylejax.train.sean.export_generator from a training run. Writes into --outdir:
+or a training run's export (runs/sean/model: written after training, or by
+`python -m stylejax.main --config=configs/sean.py --workdir=runs/sean --mode=export`).
+Writes into --outdir:
   transfer.png     per region: A's mask | A | B | G(A) | G(A with B's region style)
   interpolate.png  the chosen regions' style from A to B in --steps steps
   paint.png        A | G(A) | A's mask with the --paint box set to --paint-class | G(edit)

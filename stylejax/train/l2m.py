@@ -23,7 +23,6 @@ One step (one jitted function):
 """
 
 import functools
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,10 @@ import numpy as np
 import optax
 from absl import logging
 
-from stylejax import attribute_classifier, files, images, metrics
+from stylejax import attribute_classifier, images, metrics
 from stylejax.data import synthetic_faces
 from stylejax.models import l2m, stargan_v2
-from stylejax.train import loop
+from stylejax.train import gan, loop
 
 NETS = ("generator", "style_encoder", "mapping")
 
@@ -122,17 +121,6 @@ def init_state(config, model, D, g_tx, d_tx, rng) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- losses
-
-
-def adv_loss(logits, real: bool):
-    """Non-saturating logistic loss (BCE with logits against 1 or 0)."""
-    return jnp.mean(jax.nn.softplus(-logits if real else logits))
-
-
-def r1_penalty(D, d_params, x, y):
-    """StarGAN v2's R1: 0.5 · mean over samples of ‖∇_x D(x, y)‖²."""
-    grads = jax.grad(lambda v: D.apply({"params": d_params}, v, y).sum())(x)
-    return 0.5 * jnp.mean(jnp.sum(jnp.square(grads), axis=(1, 2, 3)))
 
 
 def orthogonality_loss(s1, s2, s3):
@@ -223,7 +211,7 @@ def train_step(config, model, D, g_tx, d_tx, state, batch):
         edit, guided, guided2, own = jnp.split(out, 4)
         fakes = jnp.concatenate([edit, guided])
         fake_labels = jnp.concatenate([y_trg, y_trg])
-        adv = adv_loss(D.apply({"params": d_params}, fakes, fake_labels), True)
+        adv = gan.logistic_loss(D.apply({"params": d_params}, fakes, fake_labels), True)
         predicted = model.apply(
             {"params": p},
             fakes,
@@ -248,16 +236,17 @@ def train_step(config, model, D, g_tx, d_tx, state, batch):
         logits = D.apply(
             {"params": dp}, jnp.concatenate([x, fakes]), jnp.concatenate([y, fake_labels])
         )
-        real = adv_loss(logits[:n], True)
-        fake = adv_loss(logits[n:], False)
-        r1 = r1_penalty(D, dp, x, y)
+        real = gan.logistic_loss(logits[:n], True)
+        fake = gan.logistic_loss(logits[n:], False)
+        # StarGAN v2's R1: 0.5 · mean over the samples of ‖∇_x D(x, y)‖².
+        r1 = 0.5 * jnp.mean(gan.r1_penalty(lambda v: D.apply({"params": dp}, v, y), x))
         return real + fake + t.lambda_reg * r1, {"d_real": real, "d_fake": fake, "r1": r1}
 
     (d_loss, d_terms), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
     g_updates, g_opt = g_tx.update(g_grads, state["g_opt"], state["params"])
     params = optax.apply_updates(state["params"], g_updates)
     d_updates, d_opt = d_tx.update(d_grads, state["d_opt"], d_params)
-    ema = jax.tree_util.tree_map(lambda p, e: p + t.ema_beta * (e - p), params, state["ema"])
+    ema = gan.ema_update(state["ema"], params, t.ema_beta)
     metrics = {"d_loss": d_loss, "g_loss": g_loss, "lambda_ds": lambda_ds, **d_terms, **g_terms}
     metrics["g_grad_norm"] = optax.tree.norm(g_grads)
     metrics["d_grad_norm"] = optax.tree.norm(d_grads)
@@ -291,19 +280,33 @@ def strips(model, variables, x, y, alphas):
     return rows.reshape(-1, *x.shape[1:])
 
 
-def make_task(config, sample_batch=None) -> loop.Task:
-    """The engine's task; `sample_batch` ({'image', 'domain'}) drives the sample strips."""
+def make_task(config, mesh=None, frozen: str = "load") -> loop.Task:
+    """The engine's task; the sample strips edit the first config.num_samples images of
+    config.eval.split, read on first use (make_task reads no data)."""
+    del mesh, frozen  # no frozen networks; the engine shards the state
     model, D = build_models(config)
     g_tx, d_tx = optimizers(config)
     alphas = sweep_alphas(config)
+    size = config.model.img_size
+    batch_spec = {
+        "image": jax.ShapeDtypeStruct((config.batch_size, size, size, 3), jnp.float32),
+        "domain": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32),
+    }
     samples = None
-    if sample_batch is not None:
-        x = jnp.asarray(sample_batch["image"])
-        y = jnp.asarray(sample_batch["domain"], jnp.int32)
+    if config.num_samples:
+
+        @functools.cache
+        def sample_batch():
+            data, _ = make_data(config, config.eval.split, seed=None, repeat=False, flip=False)
+            first = next(data)
+            return {k: v[: config.num_samples] for k, v in first.items()}
 
         @jax.jit
+        def sample_strips(ema, x, y):
+            return strips(model, {"params": ema}, x, y, alphas)
+
         def samples(state):
-            return strips(model, {"params": state["ema"]}, x, y, alphas)
+            return sample_strips(state["ema"], sample_batch()["image"], sample_batch()["domain"])
 
     return loop.Task(
         init_state=functools.partial(init_state, config, model, D, g_tx, d_tx),
@@ -311,6 +314,7 @@ def make_task(config, sample_batch=None) -> loop.Task:
         samples=samples,
         global_batch_size=config.batch_size,
         parameters=lambda s: {**s["params"], "discriminator": s["d"]},
+        batch_spec=batch_spec,
     )
 
 
@@ -349,27 +353,6 @@ def make_data(config, split=None, *, keys=("image",), seed="config", repeat=True
     return numpy_batches(), tf_iterator
 
 
-def train_and_evaluate(config, workdir):
-    loop.setup_jax()
-    sample_data, _ = make_data(config, "test", seed=None, repeat=False, flip=False)
-    first = next(sample_data)
-    n = min(config.num_samples, len(first["image"]))
-    task = make_task(config, {k: v[:n] for k, v in first.items()})
-    data, tf_iterator = make_data(config)
-    logging.info(
-        "L2M-GAN %d px on %s, domains %s: %d device(s), global batch %d",
-        config.model.img_size,
-        config.data.name,
-        l2m.domain_names(list(config.data.attributes)),
-        jax.device_count(),
-        config.batch_size,
-    )
-    state, history = loop.run(task, config, workdir, data, tf_iterator)
-    if config.eval.after_training:
-        evaluate(config, workdir, state=state)
-    return state, history
-
-
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -400,21 +383,15 @@ def attribute_bits(domain, count: int) -> np.ndarray:
     return (np.asarray(domain)[:, None] >> np.arange(count)[None, :]) & 1
 
 
-def load_state(config, workdir, step=None):
-    task = make_task(config)
-    abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
-    return loop.restore_checkpoint(workdir, abstract, step)[0]
-
-
-def evaluate(config, workdir, state=None, max_images=None, step=None) -> dict[str, Any]:
-    """Attribute-manipulation accuracy (the project's classifier on test images edited to the
-    other value of the first attribute, α = 1), the discriminator's domain accuracy on the
-    real test images, and on synthetic faces the PSNR of the edits against the
-    `smile_flipped` renders inside and outside the mouth region. Writes workdir/eval.json and
-    workdir/eval_strips.png."""
+def evaluate(config, state, workdir, *, max_images=None) -> dict[str, float]:
+    """Attribute-manipulation accuracy (the project's classifier on config.eval.split images
+    edited to the other value of the first attribute, α = 1), the discriminator's domain
+    accuracy on the real images, and on synthetic faces the PSNR of the edits against the
+    `smile_flipped` renders inside and outside the mouth region; the editing strips go to
+    workdir/eval/strips.png. The classifier is trained once and kept in workdir."""
     t0 = time.perf_counter()
     e = config.eval
-    state = load_state(config, workdir, step) if state is None else jax.device_get(state)
+    state = jax.device_get(state)
     model, D = build_models(config)
     variables = {"params": state["ema"]}
     clf = attribute_classifier.load_or_train(classifier_settings(config), workdir)
@@ -431,7 +408,7 @@ def evaluate(config, workdir, state=None, max_images=None, step=None) -> dict[st
         d_domain = jnp.argmax(D.apply({"params": state["d"]}, x), axis=-1)
         return edited, clf.module.apply({"params": clf.params}, edited) > 0, d_domain
 
-    data, _ = make_data(config, "test", keys=keys, seed=None, repeat=False, flip=False)
+    data, _ = make_data(config, e.split, keys=keys, seed=None, repeat=False, flip=False)
     hits = np.zeros(len(names))
     count = d_hits = 0
     psnr = metrics.MaskedPSNR()
@@ -454,16 +431,16 @@ def evaluate(config, workdir, state=None, max_images=None, step=None) -> dict[st
             psnr.add("psnr_mouth_input", x, truth, region)
         if limit and count >= limit:
             break
-    result: dict[str, Any] = {
-        "images": count,
-        "classifier_test_accuracy": clf.test_accuracy,
-        # Toggled first attribute classified as its target; the others as kept.
-        "edit_accuracy": dict(zip(names, (hits / max(count, 1)).tolist())),
-        # argmax over the discriminator's per-domain logits of the real test images.
-        "discriminator_domain_accuracy": d_hits / max(count, 1),
-        # PSNR (dB, peak-to-peak 2) against smile_flipped; "input" is the unedited baseline.
-        **psnr.result(),
-    }
+    result = {"images": float(count)}
+    for name, accuracy in clf.test_accuracy.items():
+        result[f"classifier_test_accuracy/{name}"] = float(accuracy)
+    # Toggled first attribute classified as its target; the others as kept.
+    for name, hit in zip(names, hits):
+        result[f"edit_accuracy/{name}"] = float(hit / max(count, 1))
+    # argmax over the discriminator's per-domain logits of the real images.
+    result["discriminator_domain_accuracy"] = d_hits / max(count, 1)
+    # PSNR (dB, peak-to-peak 2) against smile_flipped; "input" is the unedited baseline.
+    result.update({k: float(v) for k, v in psnr.result().items()})
     alphas = sweep_alphas(config)
     grid = strips(
         model,
@@ -473,57 +450,26 @@ def evaluate(config, workdir, state=None, max_images=None, step=None) -> dict[st
         alphas,
     )
     images.save_grid(
-        np.asarray(grid), Path(workdir) / "eval_strips.png", cols=1 + len(alphas), pad=1
+        np.asarray(grid), Path(workdir) / "eval" / "strips.png", cols=1 + len(alphas), pad=1
     )
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    files.write_json(Path(workdir) / "eval.json", result)
     logging.info("L2M-GAN evaluation: %s", result)
     return result
 
 
-def export_model(config, workdir, out_dir, step=None, overwrite=False) -> dict:
-    """Writes the EMA networks of a training run as a converted-style checkpoint (family
-    l2m) for `stylejax.model_format.load_pretrained`."""
-    from stylejax.model_format import save_model
+def export(config, state, out_dir) -> dict:
+    """The EMA networks (G, E, M) in the project's model format (family l2m), for
+    load_pretrained and tools/l2m_edit.py."""
+    from stylejax import model_format
 
-    state = load_state(config, workdir, step)
+    step = int(jax.device_get(state["step"]))
     meta = {
         "family": "l2m",
         "format": "stylejax-train",
-        "source": f"{workdir} ({config.variant or 'default'} variant)",
+        "source": f"stylejax l2m ({config.variant or 'default'} variant), step {step}",
         "domains": l2m.domain_names(list(config.data.attributes)),
         "networks": {"l2m": {"kind": "l2m", "config": model_kwargs(config)}},
     }
-    save_model(out_dir, {"l2m": {"params": state["ema"]}}, meta, overwrite=overwrite)
+    params = jax.device_get(state["ema"])
+    model_format.save_model(out_dir, {"l2m": {"params": params}}, meta, overwrite=True)
     return meta
-
-
-def main(argv=None):
-    """python -m stylejax.train.l2m --workdir=DIR [--variant=multi] [--export=OUT_DIR]:
-    evaluates a training run's latest checkpoint (eval.json, eval_strips.png) and optionally
-    exports its EMA networks for load_pretrained / tools/l2m_edit.py."""
-    import argparse
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from configs import l2m as l2m_configs
-
-    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--variant", default="")
-    parser.add_argument("--export", default=None, help="write the EMA model here")
-    parser.add_argument("--max-images", type=int, default=None)
-    parser.add_argument("--step", type=int, default=None, help="a checkpoint (default: last)")
-    args = parser.parse_args(argv)
-    logging.set_verbosity(logging.INFO)
-    loop.setup_jax()
-    config = l2m_configs.get_config(args.variant)
-    result = evaluate(config, args.workdir, max_images=args.max_images, step=args.step)
-    print(json.dumps(result, indent=2))
-    if args.export:
-        export_model(config, args.workdir, args.export, step=args.step, overwrite=True)
-        print(f"exported the EMA networks to {args.export}")
-
-
-if __name__ == "__main__":
-    main()

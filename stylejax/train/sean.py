@@ -47,8 +47,16 @@ def build_models(config):
     return G, D
 
 
-def load_vgg(config):
-    """(VGG19Features, variables) from config.train.vgg_weights, or None with a warning."""
+FROZEN = ("load", "random", "abstract")
+
+
+def load_vgg(config, frozen: str = "load"):
+    """(VGG19Features, variables) for the perceptual loss, or None when it is off (lambda_vgg
+    0, or no config.train.vgg_weights: then with a logged warning). `frozen` says how to get
+    the variables: "load" reads the weights file, "random" draws variables of its shapes
+    (benchmarks), "abstract" gives the shapes only (AOT compilation)."""
+    if frozen not in FROZEN:
+        raise ValueError(f"frozen={frozen!r}: expected one of {FROZEN}")
     t = config.train
     if t.lambda_vgg <= 0:
         return None
@@ -60,11 +68,18 @@ def load_vgg(config):
             t.lambda_vgg,
         )
         return None
-    from stylejax.convert import sean as convert_sean
+    model = vgg_lib.VGG19Features()
+    if frozen == "load":
+        from stylejax.convert import sean as convert_sean
 
-    variables = convert_sean.read_vgg19(t.vgg_weights)
-    logging.info("SEAN: VGG perceptual loss on (λ %g) with %s", t.lambda_vgg, t.vgg_weights)
-    return vgg_lib.VGG19Features(), variables
+        variables = convert_sean.read_vgg19(t.vgg_weights)
+    else:
+        r = config.model.resolution
+        init = functools.partial(model.init, jax.random.PRNGKey(0), jnp.zeros((1, r, r, 3)))
+        variables = jax.eval_shape(init) if frozen == "abstract" else jax.jit(init)()
+    source = t.vgg_weights if frozen == "load" else f"{frozen} weights"
+    logging.info("SEAN: VGG perceptual loss on (λ %g) with %s", t.lambda_vgg, source)
+    return model, variables
 
 
 def optimizers(config):
@@ -89,21 +104,18 @@ def optimizers(config):
     )
 
 
-def init_state(config, G, D, g_tx, d_tx, vgg_variables, rng) -> dict[str, Any]:
+def init_state(config, G, D, g_tx, d_tx, rng) -> dict[str, Any]:
     g_rng, d_rng = jax.random.split(rng)
     size, label_nc = config.model.resolution, config.model.label_nc
     g_vars = sean.init_generator(G, g_rng, size)
     d_vars = sean.init_discriminator(D, d_rng, label_nc, size)
-    state = {
+    return {
         "step": jnp.zeros((), jnp.int32),
         "g": g_vars,
         "d": d_vars,
         "g_opt": g_tx.init(g_vars["params"]),
         "d_opt": d_tx.init(d_vars["params"]),
     }
-    if vgg_variables is not None:  # fixed weights; in the state so the step takes no constants
-        state["vgg"] = jax.tree_util.tree_map(jnp.asarray, vgg_variables)
-    return state
 
 
 def hinge_d_loss(outputs, n_fake: int):
@@ -126,7 +138,8 @@ def discriminator_input(segmap, images_):
     return jnp.concatenate([segmap, images_], axis=-1)
 
 
-def train_step(config, G, D, vgg, g_tx, d_tx, state, batch):
+def train_step(config, G, D, vgg, g_tx, d_tx, state, batch, vgg_variables=None):
+    """One G step then one D step; `vgg_variables` (Task.frozen) only with the VGG loss on."""
     t = config.train
     real = batch["image"]
     segmap = sean.one_hot(batch["segmentation"], config.model.label_nc)
@@ -157,7 +170,7 @@ def train_step(config, G, D, vgg, g_tx, d_tx, state, batch):
         loss = gan + t.lambda_feat * feat
         parts = {"g_gan": gan, "g_feat": feat}
         if vgg is not None:
-            perceptual = vgg_lib.perceptual_loss(vgg, state["vgg"], fake, real)
+            perceptual = vgg_lib.perceptual_loss(vgg, vgg_variables, fake, real)
             loss = loss + t.lambda_vgg * perceptual
             parts["g_vgg"] = perceptual
         return loss, (parts, g_updates, d_updates)
@@ -284,34 +297,44 @@ def fixed_batches(config, split: str, batch_size: int):
     return pipeline.split_batches(config.data.name, split, keys, batch_size, data_dir=data_dir)
 
 
-def make_task(config, with_samples: bool = True, samples_from=None) -> loop.Task:
+def make_task(config, mesh=None, frozen: str = "load") -> loop.Task:
+    """The engine's task. The VGG19 of the perceptual loss is Task.frozen (in neither the
+    state nor its checkpoints), got as `frozen` says (load_vgg); the sample triplets read
+    their test batch on first use."""
+    del mesh  # the engine shards the state
     G, D = build_models(config)
     g_tx, d_tx = optimizers(config)
-    vgg_loaded = load_vgg(config)
+    vgg_loaded = load_vgg(config, frozen)
     vgg, vgg_variables = vgg_loaded if vgg_loaded is not None else (None, None)
+    r = config.model.resolution
+    batch_spec = {
+        "image": jax.ShapeDtypeStruct((config.batch_size, r, r, 3), jnp.float32),
+        "segmentation": jax.ShapeDtypeStruct((config.batch_size, r, r), jnp.int32),
+    }
     samples = None
-    if with_samples and config.num_samples:
-        fixed = samples_from or next(fixed_batches(config, "test", config.num_samples))
+    if config.num_samples:
         noise_rng = jax.random.PRNGKey(config.seed + 1)
 
+        @functools.cache
+        def fixed():  # read on the first call: make_task reads no data
+            return next(fixed_batches(config, config.eval.split, config.num_samples))
+
         @jax.jit
+        def sample_triplets(g_vars, segmentation, image):
+            out = reconstruct(G, g_vars, segmentation, image, config.model.label_nc, noise_rng)
+            return triplets(segmentation, image, out)
+
         def samples(state):
-            out = reconstruct(
-                G,
-                state["g"],
-                fixed["segmentation"],
-                fixed["image"],
-                config.model.label_nc,
-                noise_rng,
-            )
-            return triplets(fixed["segmentation"], fixed["image"], out)
+            return sample_triplets(state["g"], fixed()["segmentation"], fixed()["image"])
 
     return loop.Task(
-        init_state=functools.partial(init_state, config, G, D, g_tx, d_tx, vgg_variables),
+        init_state=functools.partial(init_state, config, G, D, g_tx, d_tx),
         train_step=functools.partial(train_step, config, G, D, vgg, g_tx, d_tx),
         samples=samples,
         global_batch_size=config.batch_size,
         parameters=lambda s: {"G": s["g"]["params"], "D": s["d"]["params"]},
+        frozen=vgg_variables,
+        batch_spec=batch_spec,
     )
 
 
@@ -333,18 +356,27 @@ def make_data(config):
     return loop.numpy_batches(ds, ("image", "segmentation"))
 
 
-def evaluate(config, G, g_vars, workdir=None, num_examples=None, inception=None):
-    """PSNR, SSIM and RMSE of reconstructions G(mask, image) on the test split, with a
-    (mask | image | output) grid in workdir/eval/. With `inception` (module, variables) of
-    the FID Inception, also the FID between the reconstructions and the test images, as
-    SEAN's paper measures it."""
+def evaluate(config, state, workdir, *, num_examples=None, inception=None) -> dict[str, float]:
+    """PSNR, SSIM and RMSE of the trained G's reconstructions G(mask, image) on
+    config.eval.split, with a (mask | image | output) grid in workdir/eval/. With the FID
+    Inception (`inception`: (module, variables), else config.eval.inception_weights when
+    set), also the FID between the reconstructions and the images, as SEAN's paper
+    measures it."""
     from stylejax import metrics
 
     num = num_examples or config.eval.num_examples
+    G, _ = build_models(config)
+    g_vars = jax.device_get(state["g"])
+    if inception is None and config.eval.inception_weights:
+        from stylejax import evaluate as evaluate_lib
+
+        inception = evaluate_lib.load_inception(config.eval.inception_weights)
 
     @jax.jit
     def scores(batch, rng):
-        out = reconstruct(G, g_vars, batch["segmentation"], batch["image"], G.label_nc, rng)
+        out = reconstruct(
+            G, g_vars, batch["segmentation"], batch["image"], config.model.label_nc, rng
+        )
         mse = jnp.mean(jnp.square(out - batch["image"]), axis=(1, 2, 3))
         return out, metrics.psnr(out, batch["image"]), metrics.ssim(out, batch["image"]), mse
 
@@ -370,116 +402,25 @@ def evaluate(config, G, g_vars, workdir=None, num_examples=None, inception=None)
             break
     result = {k: float(np.mean(np.concatenate(v))) for k, v in totals.items()}
     if inception is not None:
-        result["fid"] = metrics.frechet_distance(
-            np.concatenate(real_feats), np.concatenate(fake_feats)
+        result["fid"] = float(
+            metrics.frechet_distance(np.concatenate(real_feats), np.concatenate(fake_feats))
         )
-    result["num_examples"] = seen
-    if workdir is not None and first is not None:
-        images.save_grid(first[: 3 * 8], Path(workdir) / "eval" / "reconstructions.png", 3, 1)
+    result["num_examples"] = float(seen)
+    images.save_grid(first[: 3 * 8], Path(workdir) / "eval" / "reconstructions.png", 3, 1)
     logging.info("SEAN eval on %s/%s: %s", config.data.name, config.eval.split, result)
     return result
 
 
-def train_and_evaluate(config, workdir):
-    loop.setup_jax()
-    task = make_task(config)
-    data, tf_iterator = make_data(config)
-    logging.info(
-        "SEAN %d px, %d classes on %s: %d process(es), %d device(s), global batch %d",
-        config.model.resolution,
-        config.model.label_nc,
-        config.data.name,
-        jax.process_count(),
-        jax.device_count(),
-        config.batch_size,
-    )
-    state, history = loop.run(task, config, workdir, data, tf_iterator)
-    if config.eval.num_examples and jax.process_index() == 0:
-        G, _ = build_models(config)
-        inception = None
-        if config.eval.inception_weights:
-            from stylejax import evaluate as evaluate_lib
+def export(config, state, out_dir) -> dict:
+    """The trained generator in the project's model format, for load_pretrained."""
+    from stylejax import model_format
 
-            inception = evaluate_lib.load_inception(config.eval.inception_weights)
-        result = evaluate(config, G, jax.device_get(state["g"]), workdir, inception=inception)
-        from clu import metric_writers
-
-        writer = metric_writers.create_default_writer(workdir, asynchronous=False)
-        writer.write_scalars(int(state["step"]), {f"eval/{k}": v for k, v in result.items()})
-        writer.flush()
-    return state, history
-
-
-def export_generator(config, workdir, out_dir, step=None, overwrite=False) -> dict:
-    """Writes a training run's generator (latest checkpoint, or `step`) as a converted-style
-    checkpoint (config.json + orbax variables) for `stylejax.model_format.load_pretrained`."""
-    from stylejax.model_format import save_model
-
-    task = make_task(config, with_samples=False)
-    abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
-    ckpt = loop.Checkpointer(workdir, every_steps=1, keep=None, async_save=False)
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"{workdir}: no training checkpoint to export")
-    state = ckpt.restore(abstract, None, step)
-    ckpt.close()
+    step = int(jax.device_get(state["step"]))
     meta = {
         "family": "sean",
         "format": "stylejax-train",
-        "source": f"{workdir} step {step} ({config.variant or 'default'} variant)",
+        "source": f"stylejax sean ({config.variant or 'default'} variant), step {step}",
         "networks": {"g": {"kind": "sean_generator", "config": generator_kwargs(config)}},
     }
-    save_model(out_dir, {"g": state["g"]}, meta, overwrite=overwrite)
+    model_format.save_model(out_dir, {"g": jax.device_get(state["g"])}, meta, overwrite=True)
     return meta
-
-
-def benchmark(config, iters: int = 5) -> dict[str, float]:
-    """Inference latency of G(mask, style image) at batch 1 and config.batch_size, and the
-    train step's images/s on every device (random weights and data; no VGG loss)."""
-    import time
-
-    config = config.copy_and_resolve_references()
-    config.train.lambda_vgg = 0.0
-    r, label_nc = config.model.resolution, config.model.label_nc
-    task = make_task(config, with_samples=False)
-    G, _ = build_models(config)
-    mesh = loop.make_mesh()
-    sharding = jax.tree_util.tree_map(
-        lambda _: loop.replicated(mesh), jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
-    )
-    t0 = time.perf_counter()
-    state = jax.jit(task.init_state, out_shardings=sharding)(jax.random.PRNGKey(0))
-    jax.block_until_ready(state)
-    result = {"init_compile_s": time.perf_counter() - t0}
-    rng = np.random.default_rng(0)
-
-    def random_batch(n):
-        return {
-            "image": rng.uniform(-1, 1, (n, r, r, 3)).astype(np.float32),
-            "segmentation": rng.integers(0, label_nc, (n, r, r)).astype(np.int32),
-        }
-
-    rng_key = jax.random.PRNGKey(1)
-    infer = jax.jit(
-        lambda v, b: reconstruct(G, v, b["segmentation"], b["image"], label_nc, rng_key)
-    )
-    for n in (1, config.batch_size):
-        b = random_batch(n)
-        jax.block_until_ready(infer(state["g"], b))
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            out = infer(state["g"], b)
-        jax.block_until_ready(out)
-        result[f"latency_ms_batch{n}"] = (time.perf_counter() - t0) / iters * 1e3
-    step = loop.compile_step(task, mesh, sharding)
-    b = loop.global_batch(random_batch(config.batch_size), mesh)
-    t0 = time.perf_counter()
-    state, metrics = step(state, b)
-    jax.block_until_ready(metrics)
-    result["step_compile_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        state, metrics = step(state, b)
-    jax.block_until_ready(metrics)
-    result["train_images_per_s"] = config.batch_size * iters / (time.perf_counter() - t0)
-    return result
