@@ -59,7 +59,27 @@ def _inputs(kernel_size, groups):
 @pytest.mark.parametrize("kernel_size", [1, 3])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_rewrite_matches_xla_in_value_and_every_derivative(case, kernel_size):
-    kw = CASES[case]
+    check_every_derivative(CASES[case], kernel_size)
+
+
+def test_wide_convolution_takes_its_weight_gradient_as_matmuls(monkeypatch):
+    """Wide stride-1 convolutions (thresholds lowered to this test's 8 channels) keep XLA's
+    forward but differentiate their kernel as one product per tap, to every order."""
+    monkeypatch.setattr(conv, "WIDE_MIN_CHANNELS", 8)
+    monkeypatch.setattr(conv, "WIDE_MIN_PIXELS", 1)
+    kw = {"padding": ((1, 1), (1, 1))}
+    check_every_derivative(kw, 3)
+    x, k = _inputs(3, 1)
+    with conv.route("cpu"):
+        text = str(jax.make_jaxpr(jax.grad(lambda k: jnp.sum(_conv("cpu", x, k, kw)) ** 2))(k))
+    assert "custom_jvp_call" in text and "dot_general" in text
+    monkeypatch.setattr(conv, "WIDE_MIN_CHANNELS", 9)  # narrower than that: XLA's own
+    with conv.route("cpu"):
+        text = str(jax.make_jaxpr(lambda k: _conv("cpu", x, k, kw))(k))
+    assert "custom_jvp_call" not in text
+
+
+def check_every_derivative(kw, kernel_size):
     x, k = _inputs(kernel_size, kw.get("feature_group_count", 1))
 
     def loss(route_name):
@@ -130,12 +150,16 @@ def test_cpu_route_leaves_no_slow_form_in_a_training_gradient():
     assert not slow("cpu", fused, gv["params"])
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_r1_and_path_length_gradients_equal_the_xla_forms(fused):
+@pytest.mark.parametrize("fused, wide", [(False, False), (True, False), (False, True)])
+def test_r1_and_path_length_gradients_equal_the_xla_forms(fused, wide, monkeypatch):
     """R1 and path length differentiate through gradients: their values and parameter
     gradients agree on both routes, in float64 to 1e-12 (measured 2.5e-16 and 5e-16). Not in
     float32: this tiny D's R1 gradient is ill-conditioned there (each route 1.1–1.5e-4 from
-    the float64 value, 2.6e-4 apart)."""
+    the float64 value, 2.6e-4 apart). `wide`: every 3×3 convolution takes the matmul weight
+    gradient (thresholds lowered to these 8 channels)."""
+    if wide:
+        monkeypatch.setattr(conv, "WIDE_MIN_CHANNELS", 8)
+        monkeypatch.setattr(conv, "WIDE_MIN_PIXELS", 1)
     with jax.enable_x64(True):
         G, D, gv, dv, z = _tiny_gan(fused)
         G, D = G.clone(dtype=jnp.float64), D.clone(dtype=jnp.float64)
