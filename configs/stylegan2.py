@@ -60,6 +60,13 @@ def get_config(variant: str = ""):
     c.model.fused_modconv = False  # stylegan2-ada trains non-fused; both are the same function
     c.model.dtype = "float32"  # "bfloat16" for mixed precision on accelerators
 
+    # --mode=evaluate and the end of training (stylejax.train.stylegan2.evaluate).
+    c.eval = config_dict.ConfigDict()
+    c.eval.split = "test"
+    c.eval.num_examples = 1000  # for the pixel Fréchet distance
+    c.eval.metrics = ""  # stylejax.evaluate's names, e.g. "fid50k,pr50k3"; need:
+    c.eval.inception_weights = ""  # a converted FID Inception (tools/convert_weights.py)
+
     c.train = config_dict.ConfigDict()
     c.train.g_lr = 0.0025
     c.train.d_lr = 0.0025

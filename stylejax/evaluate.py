@@ -93,7 +93,7 @@ def load_inception(path):
         f"weights/inception`, then pass --inception=weights/inception (or set "
         f"{INCEPTION_ENV})"
     )
-    return _load_frozen(path, "inception", how)
+    return model_format.load_kind(path, "inception", how)
 
 
 def load_lpips_vgg(path):
@@ -105,22 +105,10 @@ def load_lpips_vgg(path):
         "`python tools/convert_weights.py vgg.pth weights/lpips_vgg --lpips-backbone "
         f"vgg16-397923af.pth`, then pass --lpips=weights/lpips_vgg (or set {LPIPS_ENV})"
     )
-    module, variables = _load_frozen(path, "lpips", how)
+    module, variables = model_format.load_kind(path, "lpips", how)
     if module.net != "vgg":
         raise ValueError(f"{path}: is LPIPS-{module.net}; PPL is defined with LPIPS-VGG. {how}")
     return module, variables
-
-
-def _load_frozen(path, family, how):
-    if not path:
-        raise FileNotFoundError(how)
-    path = Path(path)
-    if not (path / model_format.CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{path}: no converted checkpoint there (config.json). {how}")
-    found = model_format.read_config(path)["family"]
-    if found != family:
-        raise ValueError(f"{path}: holds a converted '{found}' network, not '{family}'. {how}")
-    return model_format.load_pretrained(path)
 
 
 def weights_tag(variables) -> str:

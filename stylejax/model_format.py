@@ -150,3 +150,21 @@ def load_pretrained(path, which: str | None = None):
     module = build(net["kind"], net["config"])
     restored = ocp.StandardCheckpointer().restore(path / VARIABLES_DIR)
     return module, restored[which]
+
+
+def load_kind(path, kind: str, hint: str = ""):
+    """(module, variables) of the `kind` network (BUILDERS' names) in model folder `path`:
+    for frozen networks a method loads from a config field. Errors name the path, what it
+    holds instead, and `hint` (e.g. which file to convert, and how)."""
+    hint = f" {hint}" if hint else ""
+    if not path:
+        raise FileNotFoundError(f"no {kind} model folder given.{hint}")
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{path}: no converted checkpoint there ({CONFIG_FILE}).{hint}")
+    networks = read_config(path)["networks"]
+    names = [name for name, net in networks.items() if net["kind"] == kind]
+    if not names:
+        kinds = sorted({net["kind"] for net in networks.values()})
+        raise ValueError(f"{path}: holds {kinds} networks, not a {kind}.{hint}")
+    return load_pretrained(path, names[0])

@@ -188,22 +188,20 @@ def _encoder_settings(configs, trainer, batch, only, mesh):
     (label, model, inference variables, input shape, train_timer(iters) → (compile s,
     s/step, FLOPs per step))."""
     from stylejax.train import loop
-    from stylejax.train import psp as psp_train
+    from stylejax.train import psp_family as family
 
     for name in ("synthetic64", "ffhq_encode"):
         if only and name != only:
             continue
         c = configs.get_config("" if name == "synthetic64" else name)
         c.batch_size = batch
-        shape = psp_train.input_shape(c)
-        if name == "synthetic64":
-            networks = psp_train.load_networks(c)
-        else:
-            networks = psp_train.abstract_networks(c, random_weights=True)
-        task, model, _ = trainer.make_task(c, shape, mesh, networks, evaluate=False)
-        frozen = jax.device_put(networks["frozen"], loop.replicated(mesh))
+        shape = family.input_shape(c)
+        weights = "load" if name == "synthetic64" else "random"
+        task = trainer.make_task(c, mesh, frozen=weights)
+        model, _, networks = trainer.build(c, frozen="abstract")  # the module; no weights
+        frozen = task.frozen
         state = jax.jit(task.init_state, out_shardings=loop.replicated(mesh))(jax.random.PRNGKey(0))
-        variables = psp_train._variables(frozen, state["params"], state["batch_stats"])
+        variables = family.encoder_variables(frozen, state["params"], state["batch_stats"])
         label = f"{name} ({shape[0]}→{networks['G'].img_resolution} px)"
 
         def train_timer(iters, task=task, state=state, frozen=frozen, shape=shape):

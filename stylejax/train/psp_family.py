@@ -57,15 +57,6 @@ def latent_average(G, g_vars, n: int = 10_000) -> np.ndarray:
     return np.broadcast_to(w_avg, (G.num_ws, G.w_dim)).copy()
 
 
-def load_frozen(path, kind: str, what: str):
-
-    meta = model_format.read_config(path)
-    kinds = {net["kind"] for net in meta["networks"].values()}
-    if kind not in kinds:
-        raise ValueError(f"{path}: {what} needs a converted {kind} checkpoint, this holds {kinds}")
-    return model_format.load_pretrained(path)
-
-
 def generator_config(config) -> dict:
     meta = model_format.read_config(config.model.generator or SHIPPED_GENERATOR)
     nets = meta["networks"]
@@ -79,10 +70,12 @@ def load_networks(config) -> dict[str, Any]:
     frozen = {"decoder": g_vars, "latent_avg": latent_average(G, g_vars)}
     nets = {}
     if config.loss.lpips_weights:
-        nets["lpips"], frozen["lpips"] = load_frozen(config.loss.lpips_weights, "lpips", "LPIPS")
+        nets["lpips"], frozen["lpips"] = model_format.load_kind(
+            config.loss.lpips_weights, "lpips", "(loss.lpips_weights)"
+        )
     if config.loss.id_weights:
-        nets["arcface"], frozen["arcface"] = load_frozen(
-            config.loss.id_weights, "arcface", "the ID loss"
+        nets["arcface"], frozen["arcface"] = model_format.load_kind(
+            config.loss.id_weights, "arcface", "(loss.id_weights)"
         )
     return dict(G=G, g_config=generator_config(config), nets=nets, frozen=frozen)
 
@@ -293,7 +286,7 @@ def init_encoder_from_arcface(config, state):
     """pSp's initialisation: the encoder trunk (input layer when the input is RGB, and every
     body unit) from a converted ArcFace IR-SE; the heads stay random."""
     path = config.model.encoder_init
-    _, arc = load_frozen(path, "arcface", "model.encoder_init")
+    _, arc = model_format.load_kind(path, "arcface", "(model.encoder_init)")
     names = [n for n in arc["params"] if n.startswith("body_")]
     if config.model.input_nc == 3:
         names.append("input_layer")

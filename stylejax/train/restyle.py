@@ -28,6 +28,7 @@ from absl import logging
 
 from stylejax import images as images_lib
 from stylejax import metrics as metrics_lib
+from stylejax import model_format
 from stylejax.models import restyle
 from stylejax.train import e4e as e4e_train
 from stylejax.train import loop
@@ -189,7 +190,7 @@ def init_encoder_from_arcface(config, state):
     with six.unlocked():
         six.model.input_nc = 6  # pSp's init then leaves the input layer alone
     state = family.init_encoder_from_arcface(six, state)
-    _, arc = family.load_frozen(config.model.encoder_init, "arcface", "model.encoder_init")
+    _, arc = model_format.load_kind(config.model.encoder_init, "arcface", "(model.encoder_init)")
     layer = state["params"]["input_layer"]
     rgb = np.asarray(arc["params"]["input_layer"]["conv"]["kernel"])
     kernel = np.asarray(
