@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stylejax.models import e4e, encoders, inception, irse, l2m, lpips, restyle, sean
+from stylejax.models import e4e, inception, irse, l2m, lpips, restyle, sean
+from stylejax.models import psp as psp_models
 from stylejax.models import stylegan2 as sg
 
 CONFIG_FILE = "config.json"
@@ -36,10 +37,10 @@ def _stylegan2(module_class):
     return build_stylegan2
 
 
-def _psp(config: dict) -> encoders.PSP:
-    encoder = encoders.build_encoder(config["encoder_type"], **config["encoder"])
+def _psp(config: dict) -> psp_models.PSP:
+    encoder = psp_models.build_encoder(config["encoder_type"], **config["encoder"])
     decoder = build("generator", config["decoder"])
-    return encoders.PSP(encoder, decoder, config["start_from_latent_avg"])
+    return psp_models.PSP(encoder, decoder, config["start_from_latent_avg"])
 
 
 def _restyle(config: dict) -> restyle.ReStyle:

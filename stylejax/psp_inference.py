@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from stylejax import stylegan2_editing
-from stylejax.models import encoders
+from stylejax.models import psp as psp_models
 from stylejax.nn import torch_ops
 
 
@@ -31,7 +31,7 @@ class PSPModel:
     """A loaded pSp model: the Flax module, its variables and its config (as written by
     tools/convert_weights.py or the pSp trainer). Every method is jitted once per model."""
 
-    def __init__(self, module: encoders.PSP, variables: dict, config: dict):
+    def __init__(self, module: psp_models.PSP, variables: dict, config: dict):
         self.module, self.variables, self.config = module, variables, config
         self.input_size = int(config.get("input_size", 256))
         self.input_nc = int(config["input_nc"])

@@ -17,7 +17,8 @@ from stylejax.convert import convert
 from stylejax.convert import psp as psp_convert
 from stylejax.convert.readers import load_checkpoint
 from stylejax.model_format import CheckpointError, load_pretrained
-from stylejax.models import encoders, irse
+from stylejax.models import irse
+from stylejax.models import psp as psp_models
 from stylejax.models import stylegan2 as sg
 
 # --------------------------------------------------------------------------- fixture parity
@@ -341,10 +342,10 @@ SMALL_DECODER = {
 )
 def test_encoders_build_and_give_codes_of_the_right_shape(encoder_type, input_nc):
     decoder = sg.Generator(**SMALL_DECODER)
-    encoder = encoders.build_encoder(
+    encoder = psp_models.build_encoder(
         encoder_type, n_styles=decoder.num_ws, style_dim=32, base_width=16
     )
-    model = encoders.PSP(encoder, decoder)
+    model = psp_models.PSP(encoder, decoder)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 64, 64, input_nc))
     variables = random_variables(jax.eval_shape(model.init, jax.random.PRNGKey(1), x))
     latent_avg = jax.random.normal(jax.random.PRNGKey(2), (decoder.num_ws, 32))
@@ -430,7 +431,7 @@ def test_ablation_checkpoints_convert_and_match_a_numpy_head(
 
 def test_unknown_encoder_type_is_refused():
     with pytest.raises(ValueError, match="encoder_type must be one of"):
-        encoders.build_encoder("ResNetBackboneEncoder")
+        psp_models.build_encoder("ResNetBackboneEncoder")
 
 
 def test_full_size_models_have_the_official_parameter_counts():
@@ -444,6 +445,6 @@ def test_full_size_models_have_the_official_parameter_counts():
         return params, len(jax.tree.leaves(shapes)) + n_bn
 
     faces = jnp.zeros((1, 256, 256, 3))
-    assert count(encoders.GradualStyleEncoder(n_styles=18), faces) == (267_136_704, 621)
-    assert count(encoders.GradualStyleEncoder(n_styles=14), faces)[0] == 209_450_688
+    assert count(psp_models.GradualStyleEncoder(n_styles=18), faces) == (267_136_704, 621)
+    assert count(psp_models.GradualStyleEncoder(n_styles=14), faces)[0] == 209_450_688
     assert count(irse.Backbone(), jnp.zeros((1, 112, 112, 3))) == (43_797_696, 397)

@@ -7,7 +7,7 @@ G, variables = load_pretrained("ffhq_f")                      # G_ema by default
 img = G.apply(variables, z, truncation_psi=0.7, noise_mode="const")  # NHWC in [-1, 1]
 
 convert("psp_ffhq_encode.pt", "psp_ffhq")                     # any supported format
-psp, variables = load_pretrained("psp_ffhq")                  # stylejax.models.encoders.PSP
+psp, variables = load_pretrained("psp_ffhq")                  # stylejax.models.psp.PSP
 convert("restyle_psp_ffhq_encode.pt", "restyle")              # ReStyle / e4e too
 restyle_model, variables = load_pretrained("restyle")         # stylejax.models.restyle.ReStyle
 convert("alex.pth", "lpips_alex", lpips_backbone="alexnet-owt-7be5be79.pth")  # LPIPS

@@ -23,7 +23,8 @@ from stylejax import model_format
 from stylejax.convert import common, readers
 from stylejax.convert import stylegan2 as sg_convert
 from stylejax.model_format import CheckpointError
-from stylejax.models import encoders, irse
+from stylejax.models import irse
+from stylejax.models import psp as psp_models
 from stylejax.models import stylegan2 as sg
 
 # Names of the children of the official nn.Sequential containers (None: no parameters).
@@ -140,10 +141,10 @@ def detect_format(obj) -> str:
 
 
 def _encoder_config(sd: dict, opts: dict, source: str) -> tuple[str, dict]:
-    if opts.get("encoder_type", encoders.ENCODER_TYPES[0]) not in encoders.ENCODER_TYPES:
+    if opts.get("encoder_type", psp_models.ENCODER_TYPES[0]) not in psp_models.ENCODER_TYPES:
         raise CheckpointError(
             f"{source}: opts say encoder_type={opts['encoder_type']!r}; this converter reads "
-            f"the pSp encoders {encoders.ENCODER_TYPES}; ReStyle and e4e files are read by "
+            f"the pSp encoders {psp_models.ENCODER_TYPES}; ReStyle and e4e files are read by "
             f"stylejax.convert.restyle (convert() and tools/convert_weights.py pick it)"
         )
     if "latlayer1.weight" in sd:

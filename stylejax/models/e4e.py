@@ -12,7 +12,7 @@ training step serves every stage.
 import flax.linen as nn
 import jax.numpy as jnp
 
-from stylejax.models import encoders
+from stylejax.models import psp as psp_models
 
 ENCODER_TYPES = ("Encoder4Editing",)
 
@@ -39,14 +39,14 @@ def delta_norms(codes, stage=None, p: float = 2.0):
     return norms
 
 
-class Encoder4Editing(encoders.GradualStyleEncoder):
+class Encoder4Editing(psp_models.GradualStyleEncoder):
     """IR-SE trunk + feature pyramid (pSp's) → w0 + progressive per-row offsets."""
 
     def __call__(self, x, train: bool = False, stage=None):
         return progressive_codes(super().__call__(x, train), stage)
 
 
-class E4E(encoders.PSP):
+class E4E(psp_models.PSP):
     """pSp wrapper whose encoder takes the progressive stage: codes = E(x, stage)
     (+ latent_avg when start_from_latent_avg, as e4e's forward does)."""
 

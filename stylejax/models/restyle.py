@@ -18,7 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from stylejax.models import e4e, encoders
+from stylejax.models import e4e
+from stylejax.models import psp as psp_models
 from stylejax.models.irse import ir_body
 from stylejax.nn import torch_ops
 
@@ -41,7 +42,7 @@ class BackboneEncoder(nn.Module):
     def __call__(self, x, train: bool = False):
         x, _ = ir_body(x, self.num_layers, self.mode, self.base_width, train)
         styles = [
-            encoders.GradualStyleBlock(self.style_dim, self.block_spatial, name=f"styles_{i}")(x)
+            psp_models.GradualStyleBlock(self.style_dim, self.block_spatial, name=f"styles_{i}")(x)
             for i in range(self.n_styles)
         ]
         return jnp.stack(styles, axis=1)
@@ -58,14 +59,14 @@ def build_encoder(encoder_type: str, **kwargs) -> nn.Module:
     classes = {
         "BackboneEncoder": BackboneEncoder,
         "ProgressiveBackboneEncoder": ProgressiveBackboneEncoder,
-        "GradualStyleEncoder": encoders.GradualStyleEncoder,
+        "GradualStyleEncoder": psp_models.GradualStyleEncoder,
     }
     if encoder_type not in classes:
         raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}")
     return classes[encoder_type](**kwargs)
 
 
-class ReStyle(encoders.PSP):
+class ReStyle(psp_models.PSP):
     """Iterative refinement around the StyleGAN2 decoder.
 
     Variables as stylejax PSP: params/{encoder, decoder}, batch_stats/encoder,

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 from absl import logging
 
-from stylejax.models import encoders
+from stylejax.models import psp as psp_models
 from stylejax.train import loop
 from stylejax.train import psp_family as family
 
@@ -38,7 +38,7 @@ def encoder_config(config, G, resolution: int) -> tuple[str, dict]:
     """(encoder_type, constructor kwargs) for inputs of `resolution` pixels and G's styles."""
     m = config.model
     encoder_type = W_ENCODER if m.learn_in_w else m.encoder_type
-    if m.learn_in_w and m.encoder_type not in (encoders.ENCODER_TYPES[0], W_ENCODER):
+    if m.learn_in_w and m.encoder_type not in (psp_models.ENCODER_TYPES[0], W_ENCODER):
         raise ValueError(
             f"model.learn_in_w=True predicts one W, but model.encoder_type={m.encoder_type!r} "
             f"predicts W+; leave encoder_type at its default"
@@ -86,8 +86,8 @@ def build(config, frozen: str = "load"):
         )
     g_config = json.loads(json.dumps(networks["g_config"]))
     model_cfg = model_config(config, G, g_config, shape[0])
-    encoder = encoders.build_encoder(model_cfg["encoder_type"], **model_cfg["encoder"])
-    return encoders.PSP(encoder, G, config.model.start_from_latent_avg), model_cfg, networks
+    encoder = psp_models.build_encoder(model_cfg["encoder_type"], **model_cfg["encoder"])
+    return psp_models.PSP(encoder, G, config.model.start_from_latent_avg), model_cfg, networks
 
 
 # ----------------------------------------------------------------------------- the step
