@@ -125,7 +125,7 @@ def bench_train(batch, iters, only=None):
         task = trainer.make_task(c)
         mesh = loop.make_mesh()
         state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
-        sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
+        sharding = loop.state_sharding(c, mesh, state)
         state = jax.device_put(state, sharding)
         batch_arr = jax.device_put(
             {"image": jnp.zeros((batch, res, res, 3))}, loop.batch_sharded(mesh)
@@ -200,7 +200,10 @@ def _encoder_settings(configs, trainer, batch, only, mesh):
         task = trainer.make_task(c, mesh, frozen=weights)
         model, _, networks = trainer.build(c, frozen="abstract")  # the module; no weights
         frozen = task.frozen
-        state = jax.jit(task.init_state, out_shardings=loop.replicated(mesh))(jax.random.PRNGKey(0))
+        abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
+        state = jax.jit(task.init_state, out_shardings=loop.state_sharding(c, mesh, abstract))(
+            jax.random.PRNGKey(0)
+        )
         variables = family.encoder_variables(frozen, state["params"], state["batch_stats"])
         label = f"{name} ({shape[0]}→{networks['G'].img_resolution} px)"
 
@@ -209,7 +212,7 @@ def _encoder_settings(configs, trainer, batch, only, mesh):
                 {"source": jnp.zeros((batch, *shape)), "target": jnp.zeros((batch, *shape[:2], 3))},
                 loop.batch_sharded(mesh),
             )
-            sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
+            sharding = loop.state_sharding(c, mesh, state)
             t0 = time.perf_counter()
             compiled = loop.compile_step(task, mesh, sharding).lower(state, batch_arr, frozen)
             compiled = compiled.compile()
@@ -310,9 +313,8 @@ def bench_sean(resolution, batch, iters):
     task = train_sean.make_task(config)
     G, _ = train_sean.build_models(config)
     mesh = loop.make_mesh()
-    sharding = jax.tree_util.tree_map(
-        lambda _: loop.replicated(mesh), jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
-    )
+    abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0))
+    sharding = loop.state_sharding(config, mesh, abstract)
     t0 = time.perf_counter()
     state = jax.jit(task.init_state, out_shardings=sharding)(jax.random.PRNGKey(0))
     jax.block_until_ready(state)
@@ -451,7 +453,7 @@ def _jax_side(name, batch, dtype, fused, route_name):
         G, _ = trainer.build_models(c)
         state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
         real = jnp.zeros((batch, res, res, 3))
-        sharding = jax.tree_util.tree_map(lambda _: loop.replicated(mesh), state)
+        sharding = loop.state_sharding(c, mesh, state)
         step = loop.compile_step(task, mesh, sharding).lower(state, {"image": real}).compile()
         z = jax.random.normal(jax.random.PRNGKey(1), (batch, z_dim))
         forward = jax.jit(lambda v, z: G.apply(v, z, noise_mode="const")).lower(state["g"], z)
