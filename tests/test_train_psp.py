@@ -16,6 +16,7 @@ import numpy as np
 import optax
 import pytest
 from conftest import build_synthetic_faces, set_fields
+from tracing import counting_traces
 
 from configs import psp as psp_configs
 from stylejax import main as entry
@@ -339,6 +340,30 @@ def test_every_task_variant_trains_a_few_steps(assets, variant, input_nc, terms)
         losses.append(float(metrics["loss"]))
     assert set(metrics) >= terms and not set(metrics) & {"loss_lpips", "loss_id"}
     assert np.isfinite(losses).all()
+
+
+def test_one_trace_serves_every_step_across_the_lookahead_sync(assets):
+    """Ranger's Lookahead moves its slow weights every 6th step, inside the one compiled
+    step (optax keeps the count in its state): 7 steps, one trace."""
+    config = tiny_config(assets)
+    data, _ = trainer.make_data(config)
+    mesh = loop.make_mesh(jax.devices()[:1])
+    task, traces = counting_traces(trainer.make_task(config, mesh))
+    state = jax.jit(task.init_state, out_shardings=loop.replicated(mesh))(jax.random.PRNGKey(0))
+    step = loop.compile_step(task, mesh, loop.replicated(mesh))
+    slow = []
+    for _ in range(7):
+        state, _ = step(state, loop.global_batch(next(data), mesh), task.frozen)
+        slow.append(jax.device_get(state["slow"]))
+    moved = [
+        any(
+            np.any(a != b)
+            for a, b in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y))
+        )
+        for x, y in zip(slow, slow[1:])
+    ]
+    assert moved == [False, False, False, False, True, False]  # the sync at step 6
+    assert len(traces) == 1
 
 
 def test_one_step_on_eight_devices_equals_one_device(assets):
