@@ -114,6 +114,23 @@ def save_model(out_dir, variables: dict, meta: dict, overwrite: bool = False):
         raise
 
 
+def save_trained(out_dir, config, step: int, family: str, networks: dict, **extra) -> dict:
+    """Writes networks trained here, {name: (kind, model config, variables)}, with the
+    provenance every method's export records (method, variant, step); returns the meta."""
+    meta = {
+        "family": family,
+        "format": "stylejax-train",
+        "source": f"stylejax {config.method} ({config.variant or 'default'} variant), step {step}",
+        **extra,
+        "networks": {
+            name: {"kind": kind, "config": cfg} for name, (kind, cfg, _) in networks.items()
+        },
+    }
+    variables = {name: tree for name, (_, _, tree) in networks.items()}
+    save_model(out_dir, variables, meta, overwrite=True)
+    return meta
+
+
 def _to_numpy(tree):
     if isinstance(tree, dict):
         return {k: _to_numpy(v) for k, v in tree.items()}

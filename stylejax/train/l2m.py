@@ -462,14 +462,7 @@ def export(config, state, out_dir) -> dict:
     load_pretrained and tools/l2m_edit.py."""
     from stylejax import model_format
 
+    nets = ("l2m", model_kwargs(config), {"params": jax.device_get(state["ema"])})
+    domains = l2m.domain_names(list(config.data.attributes))
     step = int(jax.device_get(state["step"]))
-    meta = {
-        "family": "l2m",
-        "format": "stylejax-train",
-        "source": f"stylejax l2m ({config.variant or 'default'} variant), step {step}",
-        "domains": l2m.domain_names(list(config.data.attributes)),
-        "networks": {"l2m": {"kind": "l2m", "config": model_kwargs(config)}},
-    }
-    params = jax.device_get(state["ema"])
-    model_format.save_model(out_dir, {"l2m": {"params": params}}, meta, overwrite=True)
-    return meta
+    return model_format.save_trained(out_dir, config, step, "l2m", {"l2m": nets}, domains=domains)

@@ -470,11 +470,5 @@ def export_encoder(out_dir, frozen, state, model_cfg, config) -> dict:
     family = model_cfg["family"]
     variables = jax.device_get(encoder_variables(frozen, state["params"], state["batch_stats"]))
     step = int(jax.device_get(state["step"]))
-    meta = {
-        "family": family,
-        "format": "stylejax-train",
-        "source": f"stylejax {config.method} ({config.variant or 'default'} variant), step {step}",
-        "networks": {family: {"kind": family, "config": model_cfg}},
-    }
-    model_format.save_model(out_dir, {family: variables}, meta, overwrite=True)
-    return meta
+    networks = {family: (family, model_cfg, variables)}
+    return model_format.save_trained(out_dir, config, step, family, networks)

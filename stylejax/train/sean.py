@@ -415,12 +415,6 @@ def export(config, state, out_dir) -> dict:
     """The trained generator in the project's model format, for load_pretrained."""
     from stylejax import model_format
 
+    g = ("sean_generator", generator_kwargs(config), jax.device_get(state["g"]))
     step = int(jax.device_get(state["step"]))
-    meta = {
-        "family": "sean",
-        "format": "stylejax-train",
-        "source": f"stylejax sean ({config.variant or 'default'} variant), step {step}",
-        "networks": {"g": {"kind": "sean_generator", "config": generator_kwargs(config)}},
-    }
-    model_format.save_model(out_dir, {"g": jax.device_get(state["g"])}, meta, overwrite=True)
-    return meta
+    return model_format.save_trained(out_dir, config, step, "sean", {"g": g})

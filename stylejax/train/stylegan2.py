@@ -350,15 +350,6 @@ def export(config, state, out_dir) -> dict:
     """The EMA generator in the project's model format, for load_pretrained."""
     from stylejax import model_format
 
+    g_ema = ("generator", generator_kwargs(config), jax.device_get(state["g_ema"]))
     step = int(jax.device_get(state["step"]))
-    meta = {
-        "family": "stylegan2",
-        "format": "stylejax-train",
-        "source": f"stylejax stylegan2 ({config.variant or 'default'} variant), step {step}, "
-        f"{step * config.batch_size} images",
-        "networks": {"g_ema": {"kind": "generator", "config": generator_kwargs(config)}},
-    }
-    model_format.save_model(
-        out_dir, {"g_ema": jax.device_get(state["g_ema"])}, meta, overwrite=True
-    )
-    return meta
+    return model_format.save_trained(out_dir, config, step, "stylegan2", {"g_ema": g_ema})
