@@ -13,9 +13,11 @@
 The format and every architecture hyper-parameter are detected from the file. Neither
 torch nor tensorflow is needed, and the file is read with a restricted unpickler: a
 checkpoint that references anything but tensors and the known containers is refused.
-With --ref REF.npz (arrays named as in the reference-output fixtures: z, img_z / ws,
-img_const …; x, codes, img for pSp; x0, x1, {net}_x_distance for LPIPS) the converted
-model is checked against the original's outputs. LPIPS needs two files: the `lpips` package's
+With --ref REF.npz (arrays named as in the reference-output fixtures: z, w / ws, img_z,
+ws, img_const for G_ema, z, img_g for G, d_in, d_out (and c when conditional) for D; x, codes,
+img for pSp; x0, x1, {net}_x_distance for LPIPS) every converted network is checked against
+the original's outputs, one line per output; an output off by more than 1e-5 relative fails
+the run, naming it. LPIPS needs two files: the `lpips` package's
 linear heads (weights/v0.1/alex.pth or vgg.pth) as SRC and torchvision's backbone weights.
 """
 
@@ -25,7 +27,7 @@ import jax
 import numpy as np
 
 from stylejax.convert import convert
-from stylejax.model_format import CheckpointError, load_pretrained
+from stylejax.model_format import CheckpointError, load_pretrained, read_config
 
 
 def summarize(out_dir, meta):
@@ -62,36 +64,80 @@ def summarize(out_dir, meta):
     return "\n".join(lines)
 
 
-def check_reference(out_dir, ref_path):
-    """Compares the converted G_ema (or pSp) with reference outputs; returns the worst
-    relative error."""
-    ref = np.load(ref_path)
-    G, variables = load_pretrained(out_dir)
-    c = ref["c"] if "c" in ref else None
-    checks = []
+# Relative L2 error allowed per output: float32 reaches ~1e-6 at 32 px and ~4e-6 at 256 px.
+PARITY_BOUND = 1e-5
+# Reference arrays of each StyleGAN2 network, named as in the reference-output fixtures:
+# output -> the input array it is computed from (plus c when the file holds labels).
+STYLEGAN2_OUTPUTS = {
+    "g_ema": {"w": "z", "ws": "z", "img_z": "z", "img_const": "ws"},
+    "g": {"img_g": "z"},
+    "d": {"d_out": "d_in"},
+}
+
+
+def stylegan2_output(module, variables, key, ref):
+    """Our value of reference array `key` (one of STYLEGAN2_OUTPUTS)."""
+    c = ref.get("c")
+    if key == "d_out":
+        return module.apply(variables, ref["d_in"].transpose(0, 2, 3, 1), c)
+    if key == "img_const":
+        return module.apply(variables, ref["ws"], input_space="w+", noise_mode="const")
+    if key in ("w", "ws"):
+        ws = module.apply(variables, ref["z"], c, method=module.map)
+        return ws[:, 0] if key == "w" else ws
+    return module.apply(variables, ref["z"], c, noise_mode="const")  # img_z, img_g
+
+
+def reference_outputs(out_dir, ref):
+    """Our outputs for the arrays of `ref`: ([(network, output name, value)], {network not
+    converted: the outputs of `ref` that belong to it})."""
+    networks = read_config(out_dir)["networks"]
+    if any(net["kind"] in ("generator", "discriminator") for net in networks.values()):
+        outputs, not_converted = [], {}
+        for name, inputs in STYLEGAN2_OUTPUTS.items():
+            keys = [key for key, needs in inputs.items() if key in ref and needs in ref]
+            if keys and name not in networks:
+                not_converted[name] = keys
+            elif keys:
+                module, variables = load_pretrained(out_dir, name)
+                outputs += [(name, k, stylegan2_output(module, variables, k, ref)) for k in keys]
+        return outputs, not_converted
+    name = next(iter(networks))
+    G, variables = load_pretrained(out_dir, name)
     if "x" in ref and "codes" in ref:  # pSp fixtures: NCHW input, codes and images
         run = jax.jit(lambda v, x: G.apply(v, x, return_latents=True))  # eager is slow
         img, codes = run(variables, ref["x"].transpose(0, 2, 3, 1))
-        checks += [("codes", codes), ("img", img)]
-    elif "x0" in ref and f"{getattr(G, 'net', '')}_x_distance" in ref:  # LPIPS fixture
+        return [(name, "codes", codes), (name, "img", img)], {}
+    if "x0" in ref and f"{getattr(G, 'net', '')}_x_distance" in ref:  # LPIPS fixture
         x0, x1 = (ref[k].transpose(0, 2, 3, 1) for k in ("x0", "x1"))
-        checks.append((f"{G.net}_x_distance", G.apply(variables, x0, x1)))
-    elif "ws" in ref and "img_const" in ref:  # stylegan2-ada fixtures
-        checks.append(
-            ("img_const", G.apply(variables, ref["ws"], input_space="w+", noise_mode="const"))
+        return [(name, f"{G.net}_x_distance", G.apply(variables, x0, x1))], {}
+    return [], {}
+
+
+def check_reference(out_dir, ref_path):
+    """Compares every converted network with the reference outputs that belong to it and
+    prints one line per output (outputs of networks not converted included); returns
+    [(network, output, relative error)]."""
+    ref = dict(np.load(ref_path))
+    outputs, not_converted = reference_outputs(out_dir, ref)
+    if not outputs:
+        raise SystemExit(
+            f"{ref_path}: no output of the converted networks; expected z+w, z+ws, z+img_z, "
+            "ws+img_const, z+img_g, d_in+d_out, x+codes+img or x0+x1+{net}_x_distance"
         )
-    if "z" in ref and "img_z" in ref:  # rosinality fixtures
-        checks.append(("img_z", G.apply(variables, ref["z"], c, noise_mode="const")))
-    if not checks:
-        raise SystemExit(f"{ref_path}: expected arrays ws+img_const, z+img_z or x+codes+img")
-    worst = 0.0
-    for key, got in checks:
+    errors = []
+    for name, key, got in outputs:
         got = np.asarray(got)
         got = got.transpose(0, 3, 1, 2) if got.ndim == 4 else got  # images NHWC → NCHW
         rel = np.linalg.norm(got - ref[key]) / np.linalg.norm(ref[key])
-        print(f"  {key}: relative error {rel:.2e}, max-abs {np.abs(got - ref[key]).max():.2e}")
-        worst = max(worst, rel)
-    return worst
+        print(
+            f"  {name:6s} {key}: relative error {rel:.2e}, "
+            f"max-abs {np.abs(got - ref[key]).max():.2e}"
+        )
+        errors.append((name, key, rel))
+    for name, keys in not_converted.items():
+        print(f"  {name:6s} {', '.join(keys)}: not checked ({name} not converted; see --which)")
+    return errors
 
 
 def main(argv=None):
@@ -120,10 +166,14 @@ def main(argv=None):
         raise SystemExit(f"error: {e}") from None
     print(summarize(args.out_dir, meta))
     if args.ref:
-        worst = check_reference(args.out_dir, args.ref)
-        if worst > 1e-5:
-            raise SystemExit(f"parity check failed: relative error {worst:.2e} > 1e-5")
-        print("parity check passed (relative error <= 1e-5)")
+        errors = check_reference(args.out_dir, args.ref)
+        failed = [f"{key} of {name} {rel:.2e}" for name, key, rel in errors if rel > PARITY_BOUND]
+        if failed:
+            raise SystemExit(
+                f"parity check failed, relative error > {PARITY_BOUND:g}: {'; '.join(failed)}"
+            )
+        networks = sorted({name for name, _, _ in errors})
+        print(f"parity check passed for {', '.join(networks)} (relative error <= {PARITY_BOUND:g})")
 
 
 if __name__ == "__main__":
