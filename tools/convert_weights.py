@@ -61,6 +61,7 @@ def summarize(out_dir, meta):
             f"  {name:6s} {net['kind']:13s} {cfg['img_resolution']} px, "
             f"channels {cfg['channels']}, {n:,} trainable parameters"
         )
+    lines += [f"  note: {note}" for note in meta.get("notes", ())]
     return "\n".join(lines)
 
 

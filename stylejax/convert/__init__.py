@@ -150,5 +150,7 @@ def convert_stylegan2(
         "source": os.path.abspath(src),
         "networks": networks,
     }
+    if nets["notes"]:
+        meta["notes"] = nets["notes"]
     save_model(out_dir, variables, meta, overwrite=overwrite)
     return meta

@@ -17,8 +17,12 @@ from stylejax.convert import common, readers
 from stylejax.model_format import CheckpointError
 from stylejax.models import stylegan2 as sg
 
-# Buffers that are recomputed rather than loaded (FIR kernels, TF's progressive-growing lod).
+# Buffers that are not weights: FIR filters (read into the config's resample_taps by
+# resample_taps) and TF's progressive-growing lod.
 _IGNORED = re.compile(r"(^|\.)(resample_filter|kernel)$|^lod$")
+DEFAULT_TAPS = [1, 3, 3, 1]
+# w_avg of a file without one: rosinality's mean_latent(4096) (generate.py's default).
+W_AVG_SAMPLES = 4096
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,6 +253,93 @@ def discriminator_config(sd: dict, **overrides) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------
+# Stored FIR filters and w_avg: what shapes can't tell either
+
+
+def resample_taps(filters: dict[str, Any], gain: float, source: str, what: str) -> list:
+    """The 1-D taps behind a network's stored FIR filters ({file name: filter}), which the
+    models take as `resample_taps`; [1, 3, 3, 1] when the file stores none.
+
+    A filter is the outer product of the taps normalised to sum 1, times `gain` (rosinality
+    folds the up-sampling gain 4 into its generator's kernels), or the 1-D taps themselves
+    (stylegan2-ada stores filters of 8 taps or more separably). Filters the models cannot
+    run exactly are refused, naming the filter: not separable, scaled otherwise, or not
+    the same in every layer.
+    """
+    found = None
+    for name, value in filters.items():
+        f = np.asarray(value, np.float64) / gain
+        shown = np.asarray(value, np.float64).round(6).tolist()
+        if f.ndim not in (1, 2) or not np.isclose(f.sum(), 1, rtol=1e-5, atol=0):
+            raise CheckpointError(
+                f"{source}: the {what}'s FIR filter {name} = {shown} is not a filter of sum "
+                f"{gain:g}: stylejax cannot represent it"
+            )
+        taps = f if f.ndim == 1 else f.sum(axis=0)
+        if f.ndim == 2 and not np.allclose(np.outer(taps, taps), f, rtol=1e-5, atol=1e-7):
+            raise CheckpointError(
+                f"{source}: the {what}'s FIR filter {name} = {shown} is not separable (the "
+                f"outer product of one set of 1-D taps with itself): stylejax models take "
+                f"1-D taps (resample_taps) and cannot represent it"
+            )
+        if found is None:
+            found = name, shown, taps
+        elif found[2].shape != taps.shape or not np.allclose(found[2], taps, rtol=1e-5, atol=1e-7):
+            raise CheckpointError(
+                f"{source}: the {what}'s FIR filters differ between layers ({found[0]} = "
+                f"{found[1]}, {name} = {shown}): stylejax models use one filter per network"
+            )
+    if found is None:
+        return list(DEFAULT_TAPS)
+    taps = found[2]
+    # Proportional to small integers (the usual [1, 3, 3, 1], [1, 2, 1] …): keep those.
+    scaled = taps / taps[0] if taps[0] else taps
+    if np.allclose(scaled, np.round(scaled), rtol=0, atol=1e-4):
+        return [int(t) for t in np.round(scaled)]
+    return [float(t) for t in taps]
+
+
+def stored_filters(networks: dict[str, dict | None], suffix: str) -> dict[str, np.ndarray]:
+    """{'net.key': filter} of the entries ending with `suffix` in the given state dicts."""
+    return {
+        f"{net}.{key}": value
+        for net, sd in networks.items()
+        if sd is not None
+        for key, value in sd.items()
+        if key.endswith(suffix)
+    }
+
+
+def tf_filters(static_kwargs: dict) -> dict[str, np.ndarray]:
+    """TF's `resample_kernel` kwarg as the filter TF builds from it (outer product, sum 1)."""
+    kernel = static_kwargs.get("resample_kernel")
+    if kernel is None:
+        return {}
+    f = np.asarray(kernel, np.float64)
+    f = np.outer(f, f) if f.ndim == 1 else f
+    return {"resample_kernel": f / f.sum()}
+
+
+def estimate_w_avg(sd: dict, config: dict, n: int = W_AVG_SAMPLES, seed: int = 0) -> np.ndarray:
+    """rosinality's `mean_latent(n)`: the mean of the mapping of n seeded z ~ N(0, I)."""
+    import jax
+
+    mapping = sg.MappingNetwork(
+        config["z_dim"],
+        0,
+        config["w_dim"],
+        None,
+        num_layers=config["mapping_layers"],
+        lr_mul=config["mapping_lr_mul"],
+        w_avg_beta=None,
+    )
+    params = ada_to_flax({k: v for k, v in sd.items() if k.startswith("mapping.fc")})["params"]
+    z = jax.random.normal(jax.random.PRNGKey(seed), (n, config["z_dim"]))
+    w = jax.jit(mapping.apply)({"params": params["mapping"]}, z)
+    return np.asarray(w.mean(axis=0), np.float32)
+
+
+# ---------------------------------------------------------------------------------------
 # ada names → Flax tree
 
 
@@ -305,7 +396,8 @@ def read_networks(path: str, obj=None) -> dict[str, Any]:
     """Loads a StyleGAN2 file of any supported format into ada-named state dicts
     (`obj`: the file's already loaded contents, to avoid reading it twice).
 
-    Returns {'format', 'g_ema', 'g', 'd' (state dicts or None), 'g_config', 'd_config'}.
+    Returns {'format', 'g_ema', 'g', 'd' (state dicts or None), 'g_config', 'd_config',
+    'notes' (lines saying what was estimated rather than read)}.
     """
     obj = readers.load_checkpoint(path) if obj is None else obj
     fmt = detect_format(obj)
@@ -317,7 +409,11 @@ def read_networks(path: str, obj=None) -> dict[str, Any]:
                 sd = obj.get(name)
                 nets[name] = None if sd is None else rosinality_to_ada_generator(sd, latent_avg)
             nets["d"] = None if obj.get("d") is None else rosinality_to_ada_discriminator(obj["d"])
-            g_over, d_over = {}, {}
+            # rosinality folds the up-sampling gain 4 into its generator's Blur/Upsample kernels.
+            g_filters = stored_filters({n: obj.get(n) for n in ("g_ema", "g")}, ".kernel")
+            d_filters = stored_filters({"d": obj.get("d")}, ".kernel")
+            g_over = dict(resample_taps=resample_taps(g_filters, 4, path, "generator"))
+            d_over = dict(resample_taps=resample_taps(d_filters, 1, path, "discriminator"))
         elif fmt == "ada":
             nets["g_ema"] = readers.module_state_dict(obj["G_ema"])
             nets["g"] = readers.module_state_dict(obj["G"]) if obj.get("G") is not None else None
@@ -326,6 +422,10 @@ def read_networks(path: str, obj=None) -> dict[str, Any]:
                 readers.module_init_kwargs(obj["G_ema"]),
                 readers.module_init_kwargs(obj["D"]) if nets["d"] else {},
             )
+            g_filters = stored_filters({"G_ema": nets["g_ema"], "G": nets["g"]}, "resample_filter")
+            d_filters = stored_filters({"D": nets["d"]}, "resample_filter")
+            g_over["resample_taps"] = resample_taps(g_filters, 1, path, "generator")
+            d_over["resample_taps"] = resample_taps(d_filters, 1, path, "discriminator")
         elif fmt == "tf":
             g, d, gs = obj
             nets["g_ema"] = tf_to_ada_generator(readers.tf_variables(gs))
@@ -337,6 +437,8 @@ def read_networks(path: str, obj=None) -> dict[str, Any]:
                 w_avg_beta=float(g_kw.get("dlatent_avg_beta", 0.995)),
             )
             d_over = dict(mbstd_group_size=int(d_kw.get("mbstd_group_size", 4)))
+            g_over["resample_taps"] = resample_taps(tf_filters(g_kw), 1, path, "generator")
+            d_over["resample_taps"] = resample_taps(tf_filters(d_kw), 1, path, "discriminator")
         else:
             raise CheckpointError(
                 f"{path}: not a StyleGAN2 checkpoint: expected a rosinality .pt (dict with g_ema), "
@@ -345,6 +447,15 @@ def read_networks(path: str, obj=None) -> dict[str, Any]:
             )
         nets["g_config"] = generator_config(nets["g_ema"], **g_over)
         nets["d_config"] = discriminator_config(nets["d"], **d_over) if nets["d"] else None
+        nets["notes"] = []
+        if fmt == "rosinality" and obj.get("latent_avg") is None:  # e.g. train.py checkpoints
+            for name in ("g_ema", "g"):
+                if nets[name] is not None:
+                    nets[name]["mapping.w_avg"] = estimate_w_avg(nets[name], nets["g_config"])
+            nets["notes"].append(
+                f"no latent_avg in the file: w_avg estimated as the mean of the mapping over "
+                f"{W_AVG_SAMPLES} seeded z (rosinality's mean_latent({W_AVG_SAMPLES}))"
+            )
     except KeyError as e:
         raise CheckpointError(
             f"{path}: {fmt} StyleGAN2 checkpoint is missing or has an unexpected tensor {e}"
