@@ -9,6 +9,7 @@
       --lpips-backbone alexnet-owt-7be5be79.pth                                 # LPIPS (AlexNet)
   python tools/convert_weights.py vgg.pth lpips_vgg --lpips-backbone vgg16-397923af.pth
   python tools/convert_weights.py pt_inception-2015-12-05-6726825d.pth inception  # FID
+  python tools/convert_weights.py ffhq_ros ffhq.pt --to rosinality              # export
 
 The format and every architecture hyper-parameter are detected from the file. Neither
 torch nor tensorflow is needed, and the file is read with a restricted unpickler: a
@@ -19,6 +20,10 @@ img for pSp; x0, x1, {net}_x_distance for LPIPS) every converted network is chec
 the original's outputs, one line per output; an output off by more than 1e-5 relative fails
 the run, naming it. LPIPS needs two files: the `lpips` package's
 linear heads (weights/v0.1/alex.pth or vgg.pth) as SRC and torchvision's backbone weights.
+
+--to rosinality goes the other way: SRC is a stylejax StyleGAN2 model folder (converted, or
+trained here) and OUT a rosinality/stylegan2-pytorch .pt (g_ema, latent_avg, plus g and d
+when the folder holds them), written without torch; pSp, e4e and ReStyle load the same file.
 """
 
 import argparse
@@ -27,6 +32,7 @@ import jax
 import numpy as np
 
 from stylejax.convert import convert
+from stylejax.convert.export import to_rosinality
 from stylejax.model_format import CheckpointError, load_pretrained, read_config
 
 
@@ -141,6 +147,26 @@ def check_reference(out_dir, ref_path):
     return errors
 
 
+def export(model_dir, out_path, overwrite):
+    """--to rosinality: writes the file and says how rosinality's Generator loads it."""
+    try:
+        info = to_rosinality(model_dir, out_path, overwrite)
+    except (CheckpointError, FileExistsError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"exported {model_dir} -> {out_path} (rosinality layout): {', '.join(info['networks'])}")
+    m = info["channel_multiplier"]
+    print(
+        f"  load with Generator(size={info['size']}, style_dim={info['style_dim']}, "
+        f"n_mlp={info['n_mlp']}, channel_multiplier={m if m else '?'}, "
+        f"blur_kernel={info['blur_kernel']})"
+    )
+    if m is None:
+        print(
+            f"  note: channels {info['channels']} follow no channel_multiplier: "
+            "edit rosinality's Generator.channels to match"
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -150,7 +176,7 @@ def main(argv=None):
         help="rosinality .pt, stylegan2-ada-pytorch .pkl, TF .pkl, pSp .pt, ArcFace .pth or "
         "LPIPS heads .pth",
     )
-    parser.add_argument("out_dir", help="output directory (written atomically)")
+    parser.add_argument("out_dir", help="output directory (--to: output file), written atomically")
     parser.add_argument("--which", default="g_ema", choices=["g_ema", "g", "d", "all"])
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--ref", help="reference outputs .npz to check parity against")
@@ -160,7 +186,15 @@ def main(argv=None):
         help="torchvision backbone weights for an LPIPS heads SRC "
         "(alexnet-owt-7be5be79.pth or vgg16-397923af.pth)",
     )
+    parser.add_argument(
+        "--to",
+        choices=["rosinality"],
+        help="export: SRC is a stylejax StyleGAN2 model folder, OUT_DIR the .pt file to write",
+    )
     args = parser.parse_args(argv)
+    if args.to:
+        export(args.src, args.out_dir, args.overwrite)
+        return
     try:
         meta = convert(args.src, args.out_dir, args.which, args.overwrite, args.lpips_backbone)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
