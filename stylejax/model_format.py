@@ -32,7 +32,9 @@ class CheckpointError(ValueError):
 
 def _stylegan2(module_class):
     def build_stylegan2(config: dict):
-        return module_class(**{**config, "channels": tuple(config["channels"])})
+        # JSON gives lists; modules keep tuples so that they stay hashable.
+        tuples = {k: tuple(config[k]) for k in ("channels", "resample_taps") if k in config}
+        return module_class(**{**config, **tuples})
 
     return build_stylegan2
 
