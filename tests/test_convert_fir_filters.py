@@ -8,7 +8,7 @@ import pytest
 import torch_writers
 from conftest import assert_close, fixture_file
 
-from stylejax.convert import convert_stylegan2, readers
+from stylejax.convert import convert_stylegan2, psp, readers
 from stylejax.convert.stylegan2 import resample_taps
 from stylejax.model_format import CheckpointError, load_pretrained
 
@@ -151,3 +151,14 @@ def test_resample_taps_reads_every_stored_form():
     )
     with pytest.raises(CheckpointError, match=r"x\.pt: the generator's FIR filter k = .* sum 4"):
         resample_taps({"k": fir([1, 3, 3, 1])}, 4, "x.pt", "generator")  # gain 1, not 4
+
+
+def test_psp_family_decoder_kernels_are_read():
+    """pSp / ReStyle / e4e decoders are rosinality generators with their kernels."""
+    obj = readers.load_checkpoint(fixture_file("psp_s32.pt"))
+    _, _, dec = psp.split_checkpoint(obj, "psp.pt", "pSp")
+    blurred = with_filters(dec, ".kernel", fir(TAPS, 4))
+    config, _, _ = psp.read_decoder(blurred, obj["latent_avg"], True, "psp.pt")
+    assert config["resample_taps"] == TAPS
+    with pytest.raises(CheckpointError, match=r"decoder's FIR filter decoder\.convs\.0\.conv"):
+        psp.read_decoder(with_filters(dec, ".kernel", fir(TAPS)), None, False, "psp.pt")

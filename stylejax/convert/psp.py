@@ -15,7 +15,6 @@ import math
 import re
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -250,7 +249,9 @@ def read_decoder(
     (decoder config, decoder variables, latent_avg [n_styles, w])."""
     try:
         ada = sg_convert.rosinality_to_ada_generator(dec_sd)
-        dec_config = sg_convert.generator_config(ada)
+        filters = sg_convert.stored_filters({"decoder": dec_sd}, ".kernel")
+        taps = sg_convert.resample_taps(filters, 4, path, "decoder")
+        dec_config = sg_convert.generator_config(ada, resample_taps=taps)
     except KeyError as e:
         raise CheckpointError(f"{path}: decoder is missing an expected tensor {e}") from None
     res = dec_config["img_resolution"]
@@ -270,7 +271,8 @@ def read_decoder(
     ada["mapping.w_avg"] = np.zeros(w_dim, np.float32) if latent_avg is None else latent_avg[0]
     decoder = sg_convert.convert_network(ada, dec_config, "generator", path, "decoder")
     if latent_avg is None:  # pSp's own fallback: the mean of many mapped z
-        latent_avg = _estimate_w_avg(dec_config, decoder, n_ws)
+        mean = sg_convert.estimate_w_avg(ada, dec_config, n=10_000)
+        latent_avg = np.broadcast_to(mean, (n_ws, mean.shape[0])).copy()
         decoder["buffers"]["mapping"]["w_avg"] = latent_avg[0]
     return dec_config, decoder, latent_avg
 
@@ -300,14 +302,6 @@ def encoder_decoder_variables(enc_sd: dict, decoder: dict, latent_avg, path: str
         "batch_stats": {"encoder": enc_tree["batch_stats"]},
         "buffers": {"decoder": decoder["buffers"], "latent_avg": latent_avg},
     }
-
-
-def _estimate_w_avg(dec_config: dict, decoder_vars: dict, n_ws: int, n: int = 10_000):
-    G = model_format.build("generator", dec_config)
-    z = jax.random.normal(jax.random.PRNGKey(0), (n, dec_config["z_dim"]))
-    w = jax.jit(lambda v, z: G.apply(v, z, method=G.map))(decoder_vars, z)
-    mean = np.asarray(w[:, 0].mean(0), np.float32)
-    return np.broadcast_to(mean, (n_ws, mean.shape[0])).copy()
 
 
 # ---------------------------------------------------------------------------------------
