@@ -14,8 +14,8 @@ import torch_writers
 from conftest import fixture_file, load_tool
 
 import stylejax
-from stylejax.convert import convert_stylegan2, readers
-from stylejax.convert.export import save_torch_zip, to_rosinality
+from stylejax.convert import convert, convert_stylegan2, readers
+from stylejax.convert.export import rosinality_generator, save_torch_zip, to_rosinality
 from stylejax.model_format import load_pretrained, save_model
 from stylejax.models import stylegan2 as sg
 
@@ -55,6 +55,19 @@ def test_rosinality_fixture_round_trip_is_bit_exact(tmp_path):
     assert_same_tensors(
         {"latent_avg": back["latent_avg"]}, {"latent_avg": original["latent_avg"]}, ""
     )
+
+
+@pytest.mark.parametrize("name", ["psp_s32", "e4e_s32", "restyle_psp_s32", "restyle_e4e_s32"])
+def test_psp_family_decoders_round_trip_bit_exact(tmp_path, name):
+    """The pSp / e4e / ReStyle decoders are rosinality generators, kernels and noises too."""
+    src = fixture_file(f"{name}.pt")
+    convert(src, tmp_path / "model")
+    model, v = load_pretrained(tmp_path / "model")
+    decoder = {"params": v["params"]["decoder"], "buffers": v["buffers"]["decoder"]}
+    got, _ = rosinality_generator(model.decoder, jax.tree_util.tree_map(np.asarray, decoder), name)
+    state = readers.load_checkpoint(src)["state_dict"]
+    want = {k.removeprefix("decoder."): x for k, x in state.items() if k.startswith("decoder.")}
+    assert_same_tensors(got, want, name)
 
 
 def test_rosinality_train_checkpoint_round_trip(tmp_path):
