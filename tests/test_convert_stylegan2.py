@@ -189,9 +189,10 @@ def test_tf_pickle_converts_to_the_ada_parameters(tmp_path, ada):
     ada_out, _, ref, state = ada
     g_tf = ada_to_tf_generator(state["G_ema"])
     d_tf = ada_to_tf_discriminator(state["D"])
-    torch_writers.save_tf_pickle(
-        tmp_path / "tf.pkl", g_tf, d_tf, g_tf, {"latent_size": 64, "dlatent_size": 64}, {}
-    )
+    # The kwargs a TF network of the ada file's settings stores (TF's D default lrmul is 0.1).
+    g_kw = {"latent_size": 64, "dlatent_size": 64, "conv_clamp": 256}
+    d_kw = {"mapping_lrmul": 0.01, "conv_clamp": 256}
+    torch_writers.save_tf_pickle(tmp_path / "tf.pkl", g_tf, d_tf, g_tf, g_kw, d_kw)
     meta = convert_stylegan2(tmp_path / "tf.pkl", tmp_path / "converted", which="all")
     assert meta["format"] == "tf"
     for which in ("g_ema", "g", "d"):

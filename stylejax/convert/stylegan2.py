@@ -246,7 +246,9 @@ def discriminator_config(sd: dict, **overrides) -> dict[str, Any]:
         mbstd_group_size=4,
         mbstd_num_channels=int(mbstd_channels),
         cmap_dim=None if embed is None else int(sd["b4.out.weight"].shape[0]),
-        mapping_layers=int(n_map) if n_map else 8,
+        # Label mapping layers after the embedding: NVIDIA's TF networks default to none.
+        mapping_layers=int(n_map) if embed is not None else 8,
+        mapping_lr_mul=0.01,
     )
     config.update(overrides)
     return config
@@ -418,10 +420,10 @@ def read_networks(path: str, obj=None) -> dict[str, Any]:
             nets["g_ema"] = readers.module_state_dict(obj["G_ema"])
             nets["g"] = readers.module_state_dict(obj["G"]) if obj.get("G") is not None else None
             nets["d"] = readers.module_state_dict(obj["D"]) if obj.get("D") is not None else None
-            g_over, d_over = ada_overrides(
-                readers.module_init_kwargs(obj["G_ema"]),
-                readers.module_init_kwargs(obj["D"]) if nets["d"] else {},
-            )
+            d_kwargs = readers.module_init_kwargs(obj["D"]) if nets["d"] else {}
+            g_over, d_over = ada_overrides(readers.module_init_kwargs(obj["G_ema"]), d_kwargs)
+            d_mapping = d_kwargs.get("mapping_kwargs") or {}
+            refuse_other_activation(d_mapping.get("activation"), path, "discriminator's mapping")
             g_filters = stored_filters({"G_ema": nets["g_ema"], "G": nets["g"]}, "resample_filter")
             d_filters = stored_filters({"D": nets["d"]}, "resample_filter")
             g_over["resample_taps"] = resample_taps(g_filters, 1, path, "generator")
@@ -435,8 +437,15 @@ def read_networks(path: str, obj=None) -> dict[str, Any]:
             g_over = dict(
                 mapping_lr_mul=float(g_kw.get("mapping_lrmul", 0.01)),
                 w_avg_beta=float(g_kw.get("dlatent_avg_beta", 0.995)),
+                conv_clamp=g_kw.get("conv_clamp"),
             )
-            d_over = dict(mbstd_group_size=int(d_kw.get("mbstd_group_size", 4)))
+            # TF's D_main defaults (legacy.py applies the same): label mapping lrmul 0.1.
+            d_over = dict(
+                mbstd_group_size=int(d_kw.get("mbstd_group_size", 4)),
+                conv_clamp=d_kw.get("conv_clamp"),
+                mapping_lr_mul=float(d_kw.get("mapping_lrmul", 0.1)),
+            )
+            refuse_other_activation(d_kw.get("nonlinearity"), path, "discriminator")
             g_over["resample_taps"] = resample_taps(tf_filters(g_kw), 1, path, "generator")
             d_over["resample_taps"] = resample_taps(tf_filters(d_kw), 1, path, "discriminator")
         else:
@@ -474,12 +483,23 @@ def ada_overrides(g_kwargs: dict, d_kwargs: dict) -> tuple[dict, dict]:
         w_avg_beta=float(mapping.get("w_avg_beta", 0.995)),
     )
     epi = d_kwargs.get("epilogue_kwargs") or {}
+    d_mapping = d_kwargs.get("mapping_kwargs") or {}
     d_over = dict(
         conv_clamp=d_kwargs.get("conv_clamp"),
         mbstd_group_size=epi.get("mbstd_group_size", 4),
         mbstd_num_channels=int(epi.get("mbstd_num_channels", 1)),
+        mapping_lr_mul=float(d_mapping.get("lr_multiplier", 0.01)),
     )
     return g_over, d_over
+
+
+def refuse_other_activation(activation, source: str, what: str) -> None:
+    """stylejax's StyleGAN2 layers implement lrelu only: refuse a file built otherwise."""
+    if activation not in (None, "lrelu"):
+        raise CheckpointError(
+            f"{source}: the {what} uses activation {activation!r}; stylejax's StyleGAN2 "
+            f"models implement 'lrelu' only"
+        )
 
 
 def expected_variables(module, kind: str) -> dict:

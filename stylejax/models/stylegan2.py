@@ -495,6 +495,7 @@ class Discriminator(nn.Module):
     mbstd_num_channels: int = 1
     cmap_dim: int | None = None
     mapping_layers: int = 8
+    mapping_lr_mul: float = 0.01  # the label mapping's; NVIDIA's TF networks use 0.1
     resample_taps: Sequence[float] = (1, 3, 3, 1)
     dtype: Any = jnp.float32  # compute dtype (bfloat16 opt-in); logits are float32
 
@@ -535,6 +536,7 @@ class Discriminator(nn.Module):
                 cmap_dim,
                 None,
                 num_layers=self.mapping_layers,
+                lr_mul=self.mapping_lr_mul,
                 w_avg_beta=None,
                 name="mapping",
             )(None, c)
