@@ -3,8 +3,10 @@ discriminator's label-mapping lr multiplier (TF and stylegan2-ada pickles) and T
 
 Converted outputs are checked against a float64 numpy forward pass written from
 stylegan2-ada-pytorch's definitions (training/networks.py, conv2d_resample, bias_act), which
-shares no code with stylejax's layers. The networks are tiny: a 4 px generator (mapping, const,
-one modulated conv, ToRGB) and an 8 px resnet discriminator (one block, then the epilogue).
+shares no code with stylejax's layers; run once against stylegan2-ada-pytorch itself on these
+networks, with and without clamp, it agreed within 1.4e-6 relative. The networks are tiny: a
+4 px generator (mapping, const, one modulated conv, ToRGB) and an 8 px resnet discriminator
+(one block, then the epilogue).
 """
 
 import numpy as np
