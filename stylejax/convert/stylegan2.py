@@ -4,7 +4,10 @@ Every format is first renamed into stylegan2-ada-pytorch's flat state-dict names
 PyTorch layouts (the rules of ada-pytorch's `legacy.py` and rosinality's
 `convert_weight.py`, see shared/reference/FORMATS.md §2), then one table turns that into
 the Flax tree of `stylejax.models.stylegan2`. Architecture hyper-parameters are read
-from tensor shapes (and, where shapes cannot tell, from the kwargs the file stores).
+from tensor shapes (and, where shapes cannot tell, from the kwargs the file stores); the FIR
+filters from the stored kernels (used when the models can represent them, refused naming
+them otherwise); a missing w_avg (rosinality train.py files) is estimated as rosinality's
+mean_latent(4096), and the output says so.
 """
 
 import re
