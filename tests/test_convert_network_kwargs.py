@@ -1,5 +1,6 @@
 """Settings a StyleGAN2 file keeps in its kwargs, not in tensor shapes: a conditional
-discriminator's label-mapping lr multiplier (TF and stylegan2-ada pickles) and TF's conv_clamp.
+discriminator's label-mapping lr multiplier (TF and stylegan2-ada pickles), TF's conv_clamp and
+a TF discriminator's minibatch-stddev group size.
 
 Converted outputs are checked against a float64 numpy forward pass written from
 stylegan2-ada-pytorch's definitions (training/networks.py, conv2d_resample, bias_act), which
@@ -70,7 +71,19 @@ def label_mapping(sd, c, layers, lr_mul):
     return y
 
 
-def discriminator(sd, img, c=None, *, mapping_layers=0, lr_mul=1.0, clamp=None):
+def minibatch_stddev(x, group_size=None):
+    """ada's MinibatchStdLayer with one feature: sample i's group is every (N/G)-th sample
+    from i mod (N/G); the mean stddev over that group is appended as the last channel.
+    `group_size` None is the whole batch (ada's epilogue with mbstd_group_size=None). Checked
+    once against ada's MinibatchStdLayer for None, 2, 4 and 8 on a batch of 8: equal to 2e-16."""
+    n = len(x)
+    stride = n // (n if group_size is None else min(group_size, n))
+    std = [np.sqrt(np.var(x[i % stride :: stride], axis=0) + 1e-8).mean() for i in range(n)]
+    channel = np.broadcast_to(np.array(std)[:, None, None, None], (n, 1, *x.shape[2:]))
+    return np.concatenate([x, channel], axis=1)
+
+
+def discriminator(sd, img, c=None, *, mapping_layers=0, lr_mul=1.0, clamp=None, group_size=None):
     """The 8 px resnet discriminator on NCHW images → logits [N, 1]."""
 
     def conv(name, x, pad=0, stride=1):
@@ -88,9 +101,7 @@ def discriminator(sd, img, c=None, *, mapping_layers=0, lr_mul=1.0, clamp=None):
     x = conv("b8.conv1", fir(x, 2), stride=2)
     x = bias_act(x, sd["b8.conv1.bias"], gain=SQRT_HALF, clamp=half(clamp)) + y
 
-    # Minibatch stddev over one group of the whole batch, appended as the last channel.
-    std = np.sqrt(np.var(x, axis=0) + 1e-8).mean()
-    x = np.concatenate([x, np.full((x.shape[0], 1, 4, 4), std)], axis=1)
+    x = minibatch_stddev(x, group_size)
     x = bias_act(conv("b4.conv", x, pad=1), sd["b4.conv.bias"], clamp=clamp)
     x = dense(sd, "b4.fc", x.reshape(x.shape[0], -1), "lrelu")  # NCHW flatten
     x = dense(sd, "b4.out", x)
@@ -303,3 +314,31 @@ def test_tf_conv_clamp_is_converted_for_g_and_d(tmp_path):
     assert np.linalg.norm(unclamped - want) > 0.1 * np.linalg.norm(want)
     logits = D.clone(conv_clamp=None).apply(dv, x.transpose(0, 2, 3, 1))
     assert_close(logits, unclamped, what="D without conv_clamp")
+
+
+# --------------------------------------------------------------------------- TF mbstd group size
+
+
+@pytest.mark.parametrize(
+    "d_kwargs, group_size, other",
+    [
+        # Not stored: legacy.py's convert_tf_discriminator reads it as None, the whole batch
+        # (not the 4 this converter assumed before).
+        ({}, None, 4),
+        ({"mbstd_group_size": 2}, 2, None),
+    ],
+)
+def test_tf_discriminator_mbstd_group_size_follows_legacy_loader(
+    tmp_path, d_kwargs, group_size, other
+):
+    g, d = tiny_generator(10), tiny_discriminator(11)
+    save_tf(tmp_path / "tf.pkl", g, d, {"resolution": 4}, dict(d_kwargs, resolution=8))
+    meta = convert_stylegan2(tmp_path / "tf.pkl", tmp_path / "out", which="all")
+    assert meta["networks"]["d"]["config"]["mbstd_group_size"] == group_size
+
+    # A batch of 8, so the whole batch, groups of 4 and groups of 2 all differ.
+    img = np.random.default_rng(12).normal(size=(8, 3, 8, 8)).astype(np.float32)
+    got = converted_d_logits(tmp_path / "out", img, None)
+    assert_close(got, discriminator(d, img, group_size=group_size), what="TF D logits")
+    with pytest.raises(AssertionError):  # the other group size gives other logits
+        assert_close(got, discriminator(d, img, group_size=other))

@@ -442,9 +442,13 @@ def read_networks(path: str, obj=None) -> dict[str, Any]:
                 w_avg_beta=float(g_kw.get("dlatent_avg_beta", 0.995)),
                 conv_clamp=g_kw.get("conv_clamp"),
             )
-            # TF's D_main defaults (legacy.py applies the same): label mapping lrmul 0.1.
+            # TF's D_main defaults, as legacy.py's convert_tf_discriminator applies them to
+            # every TF pickle it accepts (version >= 4): label mapping lrmul 0.1, and no stored
+            # mbstd_group_size means None, one group of the whole minibatch (StyleGAN2-TF's
+            # own D_stylegan2 defaulted to 4, but legacy.py, our reference, reads it as None).
+            group = d_kw.get("mbstd_group_size")
             d_over = dict(
-                mbstd_group_size=int(d_kw.get("mbstd_group_size", 4)),
+                mbstd_group_size=None if group is None else int(group),
                 conv_clamp=d_kw.get("conv_clamp"),
                 mapping_lr_mul=float(d_kw.get("mapping_lrmul", 0.1)),
             )
