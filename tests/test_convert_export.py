@@ -14,9 +14,9 @@ import torch_writers
 from conftest import fixture_file, load_tool
 
 import stylejax
-from stylejax.convert import convert, convert_stylegan2, readers
-from stylejax.convert.export import rosinality_generator, save_torch_zip, to_rosinality
-from stylejax.model_format import load_pretrained, save_model
+from stylejax.convert import convert, convert_stylegan2, psp, readers
+from stylejax.convert.export import rosinality_generator, save_torch_zip, to_psp, to_rosinality
+from stylejax.model_format import load_pretrained, read_config, save_model
 from stylejax.models import stylegan2 as sg
 
 SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"
@@ -68,6 +68,44 @@ def test_psp_family_decoders_round_trip_bit_exact(tmp_path, name):
     state = readers.load_checkpoint(src)["state_dict"]
     want = {k.removeprefix("decoder."): x for k, x in state.items() if k.startswith("decoder.")}
     assert_same_tensors(got, want, name)
+
+
+@pytest.mark.parametrize("name", ["psp_s32", "e4e_s32", "restyle_psp_s32", "restyle_e4e_s32"])
+def test_psp_family_round_trip_is_bit_exact(tmp_path, name):
+    """Official file → stylejax → official layout: every tensor back bit for bit, and the
+    exported file converts again to the same model."""
+    src = fixture_file(f"{name}.pt")
+    convert(src, tmp_path / "model")
+    info = to_psp(tmp_path / "model", tmp_path / "back.pt")
+    original, back = readers.load_checkpoint(src), readers.load_checkpoint(tmp_path / "back.pt")
+    assert list(back) == info["keys"] == ["state_dict", "opts", "latent_avg"]
+    # Entries follow the Flax tree; torch's load_state_dict matches them by name.
+    assert_same_tensors(
+        dict(sorted(back["state_dict"].items())), dict(sorted(original["state_dict"].items())), name
+    )
+    counters = [k for k in back["state_dict"] if k.endswith(".num_batches_tracked")]
+    assert len(counters) == sum(k.endswith(".running_var") for k in back["state_dict"]) > 0
+    assert_same_tensors({"la": back["latent_avg"]}, {"la": original["latent_avg"]}, name)
+    # Options survive as the JSON-friendly values the import keeps (lists are dropped).
+    assert back["opts"] == info["opts"] == psp.plain_opts(original["opts"])
+    assert back["opts"]["encoder_type"] == original["opts"]["encoder_type"]
+    convert(tmp_path / "back.pt", tmp_path / "again")
+    assert (
+        read_config(tmp_path / "again")["networks"] == read_config(tmp_path / "model")["networks"]
+    )
+    _, want = load_pretrained(tmp_path / "model")
+    _, got = load_pretrained(tmp_path / "again")
+    assert_same_variables(got, want)
+
+
+def test_psp_export_refuses_what_has_no_official_layout(tmp_path):
+    trained = Path(__file__).parent / "data" / "restyle_synthetic64"  # 64 px encoder blocks
+    with pytest.raises(ValueError, match=r"no official restyle equivalent.*block_spatial=4"):
+        to_psp(trained, tmp_path / "r.pt")
+    tiny_model(tmp_path / "gan")
+    with pytest.raises(ValueError, match="expected a pSp, e4e or ReStyle model folder"):
+        to_psp(tmp_path / "gan", tmp_path / "g.pt")
+    assert list(tmp_path.glob("*.pt")) == []
 
 
 def test_rosinality_train_checkpoint_round_trip(tmp_path):
@@ -211,3 +249,16 @@ def test_cli_to_rosinality(tmp_path, capsys):
     )
     with pytest.raises(SystemExit, match="not a converted stylejax checkpoint"):
         tool.main([str(tmp_path), str(tmp_path / "p.pt"), "--to", "rosinality"])
+
+
+def test_cli_to_psp(tmp_path, capsys):
+    tool = load_tool("convert_weights")
+    convert(fixture_file("e4e_s32.pt"), tmp_path / "model")
+    tool.main([str(tmp_path / "model"), str(tmp_path / "e4e.pt"), "--to", "psp"])
+    out = capsys.readouterr().out
+    assert (
+        "(official e4e layout): state_dict, opts, latent_avg; encoder_type=Encoder4Editing" in out
+    )
+    assert readers.load_checkpoint(tmp_path / "e4e.pt")["opts"]["stylegan_size"] == 32
+    with pytest.raises(SystemExit, match="e4e.pt already exists; pass --overwrite"):
+        tool.main([str(tmp_path / "model"), str(tmp_path / "e4e.pt"), "--to", "psp"])

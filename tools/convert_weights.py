@@ -10,6 +10,7 @@
   python tools/convert_weights.py vgg.pth lpips_vgg --lpips-backbone vgg16-397923af.pth
   python tools/convert_weights.py pt_inception-2015-12-05-6726825d.pth inception  # FID
   python tools/convert_weights.py ffhq_ros ffhq.pt --to rosinality              # export
+  python tools/convert_weights.py psp_ffhq psp_ffhq_encode.pt --to psp          # export
 
 The format and every architecture hyper-parameter are detected from the file. Neither
 torch nor tensorflow is needed, and the file is read with a restricted unpickler: a
@@ -24,6 +25,8 @@ linear heads (weights/v0.1/alex.pth or vgg.pth) as SRC and torchvision's backbon
 --to rosinality goes the other way: SRC is a stylejax StyleGAN2 model folder (converted, or
 trained here) and OUT a rosinality/stylegan2-pytorch .pt (g_ema, latent_avg, plus g and d
 when the folder holds them), written without torch; pSp, e4e and ReStyle load the same file.
+--to psp writes a pSp, e4e or ReStyle model folder as the official coaches' checkpoint
+(state_dict with encoder.* and decoder.*, opts, latent_avg).
 """
 
 import argparse
@@ -32,7 +35,7 @@ import jax
 import numpy as np
 
 from stylejax.convert import convert
-from stylejax.convert.export import to_rosinality
+from stylejax.convert.export import to_psp, to_rosinality
 from stylejax.model_format import CheckpointError, load_pretrained, read_config
 
 
@@ -147,12 +150,19 @@ def check_reference(out_dir, ref_path):
     return errors
 
 
-def export(model_dir, out_path, overwrite):
-    """--to rosinality: writes the file and says how rosinality's Generator loads it."""
+def export(model_dir, out_path, overwrite, to="rosinality"):
+    """--to rosinality: writes the file and says how rosinality's Generator loads it;
+    --to psp: writes the pSp / e4e / ReStyle checkpoint and says which encoder it holds."""
     try:
-        info = to_rosinality(model_dir, out_path, overwrite)
+        info = (to_psp if to == "psp" else to_rosinality)(model_dir, out_path, overwrite)
     except (CheckpointError, FileExistsError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
+    if to == "psp":
+        print(
+            f"exported {model_dir} -> {out_path} (official {info['family']} layout): "
+            f"{', '.join(info['keys'])}; encoder_type={info['encoder_type']}"
+        )
+        return
     print(f"exported {model_dir} -> {out_path} (rosinality layout): {', '.join(info['networks'])}")
     m = info["channel_multiplier"]
     print(
@@ -188,12 +198,13 @@ def main(argv=None):
     )
     parser.add_argument(
         "--to",
-        choices=["rosinality"],
-        help="export: SRC is a stylejax StyleGAN2 model folder, OUT_DIR the .pt file to write",
+        choices=["rosinality", "psp"],
+        help="export: SRC is a stylejax model folder (StyleGAN2 for rosinality; pSp, e4e or "
+        "ReStyle for psp), OUT_DIR the .pt file to write",
     )
     args = parser.parse_args(argv)
     if args.to:
-        export(args.src, args.out_dir, args.overwrite)
+        export(args.src, args.out_dir, args.overwrite, args.to)
         return
     try:
         meta = convert(args.src, args.out_dir, args.which, args.overwrite, args.lpips_backbone)

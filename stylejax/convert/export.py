@@ -8,11 +8,18 @@ and then, in PyTorch, rosinality's model.py (which pSp, e4e and ReStyle load as 
     g = Generator(size, style_dim, n_mlp, channel_multiplier)
     g.load_state_dict(torch.load("ffhq.pt")["g_ema"])
 
-The file is a `torch.save` zip archive written without torch (reference FORMATS.md §1.2,
+pSp, e4e and ReStyle model folders go back to the checkpoint their official coaches save
+(`state_dict` with `encoder.*` / `decoder.*`, `opts`, `latent_avg`), which their code loads:
+
+    to_psp("psp_ffhq", "psp_ffhq_encode.pt")
+
+Each file is a `torch.save` zip archive written without torch (reference FORMATS.md §1.2,
 the mirror image of readers.py). Names and layouts are the import run backwards: every
 rosinality tensor is filled with its own element indices and sent through the import
 (stylegan2.rosinality_to_ada_* then ada_to_flax); where each index lands says which
-stylejax value goes back there, so the two directions cannot drift apart.
+stylejax value goes back there, so the two directions cannot drift apart. The pSp
+encoders' names are psp._flax_path's renames read backwards, their values found the same way
+through psp.irse_to_flax.
 """
 
 import collections
@@ -28,10 +35,10 @@ import jax
 import numpy as np
 
 from stylejax import model_format
-from stylejax.convert import stylegan2
+from stylejax.convert import psp, stylegan2
 from stylejax.models import stylegan2 as sg
 
-__all__ = ["save_torch_zip", "to_rosinality"]
+__all__ = ["save_torch_zip", "to_psp", "to_rosinality"]
 
 # ----------------------------------------------------------------------------------------
 # rosinality state dicts: names and shapes in model.py's order, values by inverting the import
@@ -270,6 +277,135 @@ def to_rosinality(model_dir, out_path, overwrite: bool = False) -> dict:
         "channels": list(G.channels),
         "channel_multiplier": multipliers[0] if multipliers else None,
         "blur_kernel": list(G.resample_taps),
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# pSp / e4e / ReStyle: the official coaches' checkpoint, the pSp import (convert/psp.py) run back
+
+_PSP_FAMILIES = ("psp", "e4e", "restyle")
+_TORCH_BN_LEAF = {flax: name for name, flax in psp._BN_LEAVES.items()}
+
+
+def _official_module(path: tuple[str, ...]) -> str:
+    """Flax module path → official key prefix: psp._flax_path's renames read backwards
+    ('body_3', 'res_layer', 'se' → 'body.3.res_layer.5')."""
+    out, rest = [], list(path)
+    while rest:
+        part = rest.pop(0)
+        head, _, index = part.rpartition("_")
+        if head in ("body", "styles") and index.isdigit():
+            out += [head, index]
+        elif head == "conv" and index.isdigit():
+            out += ["convs", str(2 * int(index))]  # odd indices are the LeakyReLUs
+        elif part in psp._SEQUENTIAL_NAMES:
+            out += [part, str(psp._SEQUENTIAL_NAMES[part].index(rest.pop(0)))]
+        else:
+            out.append(part)
+    return ".".join(out)
+
+
+def _encoder_layout(variables) -> dict[str, tuple]:
+    """Official encoder state-dict names and shapes of the stylejax encoder `variables`
+    ({'params', 'batch_stats'}); torch layouts: conv OIHW, linear [out, in]."""
+    layout = {}
+    for path, value in _flat(variables).items():
+        collection, *module, leaf = path.split("/")
+        if (collection, leaf) in _TORCH_BN_LEAF:  # BatchNorm: scale/bias/mean/var
+            leaf = _TORCH_BN_LEAF[collection, leaf]
+        elif leaf == "kernel":
+            leaf = "weight"
+        shape = value.shape
+        if len(shape) == 4:  # HWIO → OIHW
+            shape = (shape[3], shape[2], shape[0], shape[1])
+        elif len(shape) == 2:  # [in, out] → [out, in]
+            shape = shape[::-1]
+        layout[f"{_official_module(tuple(module))}.{leaf}"] = shape
+    return layout
+
+
+def psp_state_dict(model, variables, source: str) -> collections.OrderedDict:
+    """The official `pSp.state_dict()` (e4e's and ReStyle's too) of a stylejax PSP / E4E /
+    ReStyle model: `encoder.*` then `decoder.*`. BatchNorm's `num_batches_tracked`, which
+    the import drops, comes back as a 0-d int64 tensor of 0 (eval-mode BatchNorm never
+    reads it). Entries follow the Flax tree, not torch's registration order."""
+    encoder = {"params": variables["params"]["encoder"]}
+    encoder["batch_stats"] = variables["batch_stats"]["encoder"]
+    enc_sd = _invert(_encoder_layout(encoder), psp.irse_to_flax, encoder, source + " encoder")
+    state = collections.OrderedDict()
+    for name, value in enc_sd.items():
+        state[f"encoder.{name}"] = value
+        if name.endswith(".running_var"):
+            state[f"encoder.{name.removesuffix('running_var')}num_batches_tracked"] = np.zeros(
+                (), np.int64
+            )
+    decoder = {"params": variables["params"]["decoder"], "buffers": variables["buffers"]["decoder"]}
+    dec_sd, _ = rosinality_generator(model.decoder, decoder, source + " decoder")
+    state.update((f"decoder.{name}", value) for name, value in dec_sd.items())
+    return state
+
+
+def _psp_opts(family: str, config: dict) -> dict:
+    """The options the file was converted with, or for a model trained here the ones the
+    official loaders read."""
+    if config.get("opts"):
+        return dict(config["opts"])
+    size = config["decoder"]["img_resolution"]
+    opts = {"encoder_type": config["encoder_type"], "input_nc": config["input_nc"]}
+    if family == "e4e":
+        opts = {"encoder_type": config["encoder_type"], "stylegan_size": size}
+    else:
+        opts["output_size"] = size
+    if family == "restyle":
+        opts["n_iters_per_batch"] = config["n_iters"]
+    else:
+        opts["start_from_latent_avg"] = config["start_from_latent_avg"]
+    if family == "psp":
+        opts["learn_in_w"] = config.get("learn_in_w", False)
+    return opts
+
+
+def to_psp(model_dir, out_path, overwrite: bool = False) -> dict:
+    """Writes the pSp, e4e or ReStyle model folder `model_dir` as the checkpoint the official
+    coach saves: {'state_dict' (see psp_state_dict), 'opts' (a plain dict), 'latent_avg'
+    ([n_styles, w_dim]; left out when the model does not start from it)}. Returns
+    {'family', 'encoder_type', 'opts', 'keys' (the file's top-level keys)}."""
+    out_path = Path(out_path)
+    if out_path.exists() and not overwrite:
+        raise FileExistsError(f"{out_path} already exists; pass --overwrite to replace it")
+    meta = model_format.read_config(model_dir)
+    family = meta.get("family")
+    if family not in _PSP_FAMILIES:
+        raise ValueError(
+            f"{model_dir}: expected a pSp, e4e or ReStyle model folder (family one of "
+            f"{_PSP_FAMILIES}), found family {family!r}"
+        )
+    model, variables = model_format.load_pretrained(model_dir, family)
+    variables = jax.tree_util.tree_map(np.asarray, variables)
+    config = meta["networks"][family]["config"]
+    # The official style blocks are sized for 256 px input; models trained here on smaller
+    # images have fewer convs per block, which no official encoder class builds.
+    official = {**config, "encoder": {**config["encoder"]}}
+    official["encoder"].pop("block_spatial", None)
+    default = getattr(model_format.build(family, official).encoder, "block_spatial", None)
+    found = getattr(model.encoder, "block_spatial", None)
+    if np.ravel(found).tolist() != np.ravel(default).tolist():
+        raise ValueError(
+            f"{model_dir}: has no official {family} equivalent: the encoder's style blocks "
+            f"start at block_spatial={found!r}, the official encoder (256 px input) at "
+            f"{default!r}"
+        )
+    opts = _psp_opts(family, config)
+    ckpt = {"state_dict": psp_state_dict(model, variables, f"{model_dir}: network {family!r}")}
+    ckpt["opts"] = opts
+    if family == "restyle" or config.get("start_from_latent_avg", True):
+        ckpt["latent_avg"] = np.asarray(variables["buffers"]["latent_avg"], np.float32)
+    save_torch_zip(ckpt, out_path)
+    return {
+        "family": family,
+        "encoder_type": config["encoder_type"],
+        "opts": opts,
+        "keys": list(ckpt),
     }
 
 
