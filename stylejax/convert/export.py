@@ -1,4 +1,5 @@
-"""Weight export: a stylejax StyleGAN2 model folder → a rosinality/stylegan2-pytorch `.pt`.
+"""Weight export: stylejax model folders → PyTorch `.pt` files, a StyleGAN2 folder as a
+rosinality/stylegan2-pytorch checkpoint, pSp / e4e / ReStyle folders in their official layout.
 
     from stylejax.convert.export import to_rosinality
     to_rosinality("ffhq_ros", "ffhq.pt")   # {'g_ema', 'latent_avg'}, plus 'g' / 'd' if held
