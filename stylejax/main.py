@@ -1,5 +1,6 @@
 """The one entry point: `python -m stylejax.main --config=configs/<method>.py[:variant]
-[--workdir=DIR] [--mode=train|evaluate|export] [--out=DIR] [--config.key=value ...]`.
+[--workdir=DIR] [--mode=train|evaluate|export] [--out=DIR [--overwrite]]
+[--config.key=value ...]`.
 
 Every method (`stylejax/train/<method>.py`) exposes the same four functions, and the modes
 drive them the same way:
@@ -35,6 +36,7 @@ _WORKDIR = flags.DEFINE_string(
 MODES = ("train", "evaluate", "export")
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do with the method: " + "|".join(MODES))
 _OUT = flags.DEFINE_string("out", None, "--mode=export: the model folder (default: WORKDIR/model)")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "--mode=export: replace an existing --out")
 flags.mark_flags_as_required(["config"])
 
 
@@ -104,6 +106,8 @@ def main(argv):
         evaluate(trainer, config, workdir, restore(trainer, config, workdir))
     else:
         out = _OUT.value or os.path.join(workdir, "model")
+        if os.path.exists(out) and not _OVERWRITE.value:
+            raise app.UsageError(f"--out={out} already exists; pass --overwrite to replace it")
         meta = trainer.export(config, restore(trainer, config, workdir), out)
         logging.info("exported %s to %s", meta["source"], out)
 

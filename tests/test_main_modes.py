@@ -118,6 +118,14 @@ def test_evaluate_and_export_modes_work_from_the_checkpoint(trained, tmp_path):
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
+    again = subprocess.run(
+        [*base, f"--workdir={workdir}", "--mode=export", f"--out={out}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode != 0 and "already exists; pass --overwrite" in again.stderr
     _, exported = model_format.load_pretrained(out)
     _, trained_model = model_format.load_pretrained(workdir / "model")
     for a, b in zip(jax.tree_util.tree_leaves(exported), jax.tree_util.tree_leaves(trained_model)):
