@@ -118,9 +118,10 @@ def conv_general_dilated(
 
 
 # XLA:CPU's weight gradient of a wide stride-1 convolution runs at a half to a third of the
-# speed of the same sums as one matrix product per kernel tap (tools/benchmark.py convs):
-# 256 channels at 64 px 23 against 41 GFLOP/s, 128 channels 6 against 17; at 64 channels and
-# fewer the products lose. Its forward and input gradient stay XLA's, which are faster.
+# speed of the same sums as one matrix product per kernel tap, measured on this project's
+# 2-core CPU while other jobs ran: 256 channels at 64 px 23 against 41 GFLOP/s, 128 channels
+# 6 against 17; at 64 channels and fewer the products lose. Forward and input gradient stay
+# XLA's, which are faster. (The wide64 training step: 0.34 -> 0.42 img/s, same conditions.)
 WIDE_MIN_CHANNELS = 128
 WIDE_MIN_PIXELS = 32 * 32
 
@@ -176,7 +177,7 @@ def _pad(x, padding):
 def grouped_as_matmuls(x, kernel, strides, padding, groups, precision=None):
     """A grouped convolution as a sum over the kernel taps of batched (per-group) matrix
     products of strided slices of the padded input; a depthwise one as a sum of
-    per-channel products (2× faster backward than 1×1 matmuls, 4–15× than XLA's)."""
+    per-channel products (2× faster backward than 1×1 matmuls, 4–11× than XLA's)."""
     n = x.shape[0]
     kh, kw, group_in, out = kernel.shape
     group_out = out // groups

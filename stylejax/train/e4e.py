@@ -465,10 +465,8 @@ def evaluate(config, state, workdir) -> dict[str, float]:
     task = make_task(config)
     result = family.evaluate_encoder(task, state, workdir)
     if config.edit.attribute and jax.process_count() == 1:
-        model, model_cfg, networks = build(config)
-        variables = family.encoder_variables(
-            networks["frozen"], state["params"], state["batch_stats"]
-        )
+        model, model_cfg, _ = build(config, frozen="abstract")  # the weights: task.frozen
+        variables = family.encoder_variables(task.frozen, state["params"], state["batch_stats"])
         trained = psp_inference.PSPModel(model, jax.device_get(variables), model_cfg)
         proof = edit_consistency(config, trained, workdir)
         result.update({f"edit/{k}": v for k, v in proof.items() if isinstance(v, (int, float))})

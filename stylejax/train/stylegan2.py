@@ -305,10 +305,10 @@ def evaluate(config, state, workdir) -> dict[str, float]:
     G, _ = build_models(config)
     g_ema = jax.device_get(state["g_ema"])
     n = config.eval.num_examples
-    fn = jax.jit(lambda z, k: G.apply(g_ema, z, noise_mode="random", rngs={"noise": k}))
+    fn = jax.jit(lambda v, z, k: G.apply(v, z, noise_mode="random", rngs={"noise": k}))
     z = jax.random.normal(jax.random.PRNGKey(config.seed + 2), (n, config.model.z_dim))
     fake = np.concatenate(
-        [np.asarray(fn(z[i : i + 100], jax.random.PRNGKey(i))) for i in range(0, n, 100)]
+        [np.asarray(fn(g_ema, z[i : i + 100], jax.random.PRNGKey(i))) for i in range(0, n, 100)]
     )
 
     def real(split):
