@@ -51,6 +51,9 @@ def base_config(
     c.data.name = data_name  # a TFDS builder name (stylejax/data/)
     c.data.split = "train"  # the training split; evaluations read eval.split
     c.data.directory = ""  # TFDS data_dir; empty: TFDS's default
+    # Your own images (README "Your own images"): a folder that data.name=image_folder/<res>
+    # is built from, in a data_dir of its own under data.directory; empty: unused.
+    c.data.folder = ""
     c.data.flip = True
     c.data.shuffle_buffer = shuffle_buffer
 

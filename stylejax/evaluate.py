@@ -420,6 +420,10 @@ def main(argv):
     maybe_initialize_distributed()
     config = FLAGS.config
     try:  # set-up errors are messages for the user, not tracebacks
+        if config is not None:  # data.folder -> data.directory: the folder's own data_dir
+            from stylejax.data import image_folder
+
+            image_folder.resolve_config(config)
         wanted = parse_metrics(FLAGS.metrics)
         # The frozen networks first: a missing file should not wait for the generator.
         needs_features = any(m.kind != "ppl" for m in wanted)

@@ -89,6 +89,12 @@ def main(argv):
 
     tf.config.set_visible_devices([], "GPU")
     config = _CONFIG.value
+    from stylejax.data import image_folder
+
+    try:  # data.folder -> data.directory: the folder's own data_dir
+        image_folder.resolve_config(config)
+    except (FileNotFoundError, ValueError) as e:
+        raise app.UsageError(str(e)) from None
     logging.info(
         "process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
     )

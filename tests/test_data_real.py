@@ -150,8 +150,15 @@ def test_image_folder_with_class_subfolders(tmp_path):
     assert sorted(examples) == sorted(
         str(manual / p) for p in ("cats/a.png", "dogs/b.jpg", "top.png")
     )
-    labels = {name.split("/")[-1]: e["label"].decode() for name, e in examples.items()}
-    assert labels == {"a.png": "cats", "b.jpg": "dogs", "top.png": ""}
+    labels = {
+        name.split("/")[-1]: (int(e["label"]), e["class_name"].decode())
+        for name, e in examples.items()
+    }
+    assert labels == {"a.png": (0, "cats"), "b.jpg": (1, "dogs"), "top.png": (-1, "")}
+    assert builder.info.metadata["num_classes"] == 2
+    assert builder.info.metadata["skipped_files"] == [
+        f"{manual / 'notes.txt'}: not an image (.png, .jpg, .jpeg, .bmp, .webp)"
+    ]
     cat = examples[str(manual / "cats" / "a.png")]["image"]
     assert cat.shape == (32, 32, 3)
     np.testing.assert_allclose(cat[4:-4, 4:-4].reshape(-1, 3).mean(0), (200, 10, 10), atol=3)

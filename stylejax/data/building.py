@@ -82,5 +82,9 @@ class CorruptFileLog:
     def report(self, error):
         if self.policy == "stop":
             raise error
-        logging.warning("Skipping unreadable image: %s", error)
-        self.skipped.append(str(error))
+        self.skip(str(error))
+
+    def skip(self, message):
+        """Records a file left out whatever the policy (not an image, nested too deep)."""
+        logging.warning("Skipping %s", message)
+        self.skipped.append(message)

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from stylejax.data import image_folder
 from stylejax.data import tasks as task_lib
 from stylejax.data.labels import FLIP_LABELS
 
@@ -31,9 +32,15 @@ def process_split(split, process_index=None, process_count=None):
     return tfds.even_splits(split, n=count)[index]
 
 
-def _prepared_builder(name, data_dir, builder_kwargs):
+def _prepared_builder(name, data_dir, builder_kwargs, folder=None):
     """The TFDS builder, built first if needed (synthetic_faces builds offline; the real data
-    sets need their manual_dir). data_dir None: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    sets need their manual_dir). data_dir None: $TFDS_DATA_DIR, else ~/tensorflow_datasets.
+    folder: the images image_folder/<res> is built from, in a data_dir of their own under
+    data_dir (image_folder.prepare); a data_dir made so finds its folder without it."""
+    if folder is None and image_folder.is_image_folder(name):
+        folder = image_folder.source_folder(data_dir)
+    if folder:
+        return image_folder.prepare(name, folder, data_dir, builder_kwargs)
     builder = tfds.builder(name, data_dir=data_dir, **(builder_kwargs or {}))
     builder.download_and_prepare()
     return builder
@@ -65,10 +72,11 @@ def load(
     process_index=None,
     process_count=None,
     builder_kwargs=None,
+    folder=None,
 ):
     """This process's part of a split as a tf.data.Dataset of decoded (uint8) examples in
     the stored order. `keys` restricts reading to those top-level features."""
-    builder = _prepared_builder(name, data_dir, builder_kwargs)
+    builder = _prepared_builder(name, data_dir, builder_kwargs, folder)
     return _read(builder, split, keys, None, process_index, process_count, decode_images=True)
 
 
@@ -129,6 +137,7 @@ def make_dataset(
     process_index=None,
     process_count=None,
     builder_kwargs=None,
+    folder=None,
 ):
     """Batches of this process's part: global_batch_size / process_count examples each.
 
@@ -136,6 +145,7 @@ def make_dataset(
     keys: features to keep; by default those the task reads, or all features without one.
     seed: drives file order, shuffling, flips and the task's randomness; None for a fixed
     order without shuffling (evaluation).
+    folder: your own images, for name image_folder/<resolution> (image_folder.prepare).
     """
     index = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
@@ -151,7 +161,7 @@ def make_dataset(
         transform, task_keys = task_lib.TASKS[task]
         keys = keys or task_keys
     shuffle = shuffle and seed is not None
-    builder = _prepared_builder(name, data_dir, builder_kwargs)
+    builder = _prepared_builder(name, data_dir, builder_kwargs, folder)
     features = builder.info.features
     missing = [k for k in keys or () if k not in features]
     if missing:
@@ -188,7 +198,7 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def split_batches(name, split, keys, batch_size=64, *, limit=0, data_dir=None):
+def split_batches(name, split, keys, batch_size=64, *, limit=0, data_dir=None, folder=None):
     """Numpy batches (dicts of `keys`) of a whole split in stored order, unflipped, read by
     this process alone (evaluation passes); stops after `limit` examples when it is > 0."""
     ds = make_dataset(
@@ -202,6 +212,7 @@ def split_batches(name, split, keys, batch_size=64, *, limit=0, data_dir=None):
         data_dir=data_dir,
         process_index=0,
         process_count=1,
+        folder=folder,
     )
     count = 0
     for batch in ds.as_numpy_iterator():

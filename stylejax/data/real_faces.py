@@ -11,6 +11,10 @@ the count is in the dataset's metadata) or stop the build (`on_corrupt="stop"`):
 
 import dataclasses
 import functools
+import hashlib
+import json
+import logging
+import os
 import re
 from pathlib import Path
 
@@ -137,16 +141,38 @@ class _ManualImageBuilder(tfds.core.GeneratorBasedBuilder):
         )
 
     def _generate_examples(self, read_fn, items):
-        """Yields (key, example) for items read by read_fn in workers, applying on_corrupt.
+        """Yields (key, example) for items read by read_fn in workers, applying on_corrupt,
+        and logs the progress every tenth of the items and the skipped files at the end.
         read_fn returns an example dict, or the CorruptImageError it hit."""
         keys = [key for key, _ in items]
         results = building.map_in_workers(read_fn, [item for _, item in items], self.num_workers)
-        for key, result in zip(keys, results):
+        name, every, written = (
+            f"{self.name}/{self.builder_config.name}",
+            max(1, len(items) // 10),
+            0,
+        )
+        for done, (key, result) in enumerate(zip(keys, results), start=1):
             if isinstance(result, building.CorruptImageError):
                 self._corrupt.report(result)
                 self.info.metadata["skipped_files"] = list(self._corrupt.skipped)
-                continue
-            yield key, result
+            else:
+                written += 1
+                yield key, result
+            if done % every == 0 or done == len(items):
+                logging.info(
+                    "%s: read %d of %d images, %d written", name, done, len(items), written
+                )
+        if self._corrupt.skipped:
+            logging.warning("%s: %s", name, skipped_report(self._corrupt.skipped))
+
+
+def skipped_report(skipped, limit=20):
+    """One line naming the skipped files (`path: reason` each) and their count."""
+    more = f"; and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return (
+        f"skipped {len(skipped)} file(s) (listed in the data set's "
+        f"metadata['skipped_files']): {'; '.join(skipped[:limit])}{more}"
+    )
 
 
 def _check_dir(dataset, folder, expected):
@@ -354,23 +380,101 @@ class CelebaMaskHq(CelebaHq):
 
 
 def _read_folder_example(size, item):
-    path, label = item
+    path, label, class_name = item
     try:
         return {
             "image": building.read_square_image(path, size),
             "label": label,
+            "class_name": class_name,
             "filename": str(path),
         }
     except building.CorruptImageError as error:
         return error
 
 
+# stylegan2-ada's dataset_tool writes it: {"labels": [["00000/img00000000.png", 6], ...] or null}.
+LABELS_FILE = "dataset.json"
+FOLDER_HINT = "Point data.folder (--config.data.folder=DIR) or manual_dir at your images."
+
+
+def walk_folder(folder):
+    """(files, skipped): the files at the top of `folder` and in its sub-folders (not deeper),
+    as sorted relative Paths, hidden names ('.*') left out; and a `path: reason` line for
+    each sub-folder that could not be listed or lies deeper than one level."""
+    folder = Path(folder)
+    files, skipped = [], []
+
+    def unreadable(error):
+        skipped.append(f"{error.filename}: cannot list this folder ({error.strerror})")
+
+    # followlinks: symlinked class folders are read; loops cannot arise at depth 1.
+    for root, dirs, names in os.walk(folder, onerror=unreadable, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if Path(root) != folder:
+            skipped += [f"{Path(root, d)}/: a folder deeper than one class level" for d in dirs]
+            dirs[:] = []
+        files += [Path(root, n).relative_to(folder) for n in names if not n.startswith(".")]
+    return sorted(files), skipped
+
+
+def folder_fingerprint(folder, files):
+    """sha256 over the files' relative paths, sizes and modification times: any file added,
+    removed, replaced or touched changes it."""
+    digest = hashlib.sha256()
+    for rel in files:
+        try:
+            stat = (Path(folder) / rel).stat()
+            line = f"{rel.as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n"
+        except OSError:
+            line = f"{rel.as_posix()}\t?\n"
+        digest.update(line.encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _folder_labels(folder, images):
+    """(class_names, labels), one label per image, -1 for none: dataset.json's integer labels
+    when it has some ("labels": null: none), else the index of the image's class sub-folder
+    in the sorted sub-folder names (-1 for images at the top)."""
+    path = folder / LABELS_FILE
+    if not path.is_file():
+        names = sorted({rel.parts[0] for rel in images if len(rel.parts) == 2})
+        index = {name: i for i, name in enumerate(names)}
+        return names, [index[rel.parts[0]] if len(rel.parts) == 2 else -1 for rel in images]
+    try:
+        table = json.loads(path.read_text())["labels"]
+        table = None if table is None else {str(name): label for name, label in table}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise FolderError(
+            f'{path}: expected {{"labels": [["<relative path>", <class>], ...] or null}} as '
+            f"stylegan2-ada's dataset_tool writes it ({type(error).__name__}: {error})."
+        ) from None
+    if table is None:
+        return [], [-1] * len(images)
+    bad = [f"{n}: {v!r}" for n, v in table.items() if type(v) is not int or v < 0]
+    missing = [rel.as_posix() for rel in images if rel.as_posix() not in table]
+    if bad or missing:
+        raise FolderError(
+            f"{path}: expected a class index >= 0 for every image; "
+            + (f"{len(bad)} are not one (first: {bad[:3]}) " if bad else "")
+            + (f"{len(missing)} images have none (first: {missing[:3]})" if missing else "")
+        )
+    num_classes = max(table.values(), default=-1) + 1
+    return [str(i) for i in range(num_classes)], [table[rel.as_posix()] for rel in images]
+
+
 class ImageFolder(_ManualImageBuilder):
-    """Any folder of images, optionally with one sub-folder per class (the label is the
-    sub-folder's name, '' for images at the top). Images are centre-cropped and resized.
-    Use a separate data_dir per folder: the built data set is named image_folder/<res>."""
+    """Any folder of images, optionally with one sub-folder per class, centre-cropped and
+    resized. `label`: the class index (-1: none), `class_name`: its name ('' for none);
+    metadata: num_classes, class_names, folder, folder_fingerprint, skipped_files.
+    stylejax.data.image_folder.prepare builds each folder in a data_dir of its own."""
 
     BUILDER_CONFIGS = _resolution_configs((32, 64, 128, 256, 512, 1024))
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "label: integer class index; class_name; num_classes, class_names, folder "
+        "and folder_fingerprint in the metadata; non-image files reported as skipped.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         f"Put images ({', '.join(IMAGE_SUFFIXES)}) in manual_dir, at the top or in one "
         "sub-folder per class."
@@ -382,28 +486,64 @@ class ImageFolder(_ManualImageBuilder):
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Image(shape=(r, r, 3)),
-                    "label": tfds.features.Text(),
+                    "label": np.int64,
+                    "class_name": tfds.features.Text(),
                     "filename": tfds.features.Text(),
                 }
             ),
-            metadata=tfds.core.MetadataDict(skipped_files=[]),
+            metadata=tfds.core.MetadataDict(
+                skipped_files=[], num_classes=0, class_names=[], folder="", folder_fingerprint=""
+            ),
         )
 
     def _split_generators(self, dl_manager):
         folder = Path(dl_manager.manual_dir)
         expected = f"image files ({', '.join(IMAGE_SUFFIXES)}) or class sub-folders of them"
-        _check_dir("image_folder", folder, expected)
-        items = []
-        for path in sorted(folder.rglob("*")):
-            depth = len(path.relative_to(folder).parts)
-            if path.suffix.lower() in IMAGE_SUFFIXES and depth <= 2 and path.is_file():
-                label = path.parent.name if depth == 2 else ""
-                items.append((str(path.relative_to(folder)), (path, label)))
-        if not items:
+        if not folder.is_dir():
+            raise FolderError(
+                f"image_folder: expected {expected} in {folder}, but that folder does not "
+                f"exist. Found: {_listing(folder.parent)}. {FOLDER_HINT}"
+            )
+        try:
+            os.listdir(folder)
+        except OSError as error:
+            raise FolderError(
+                f"image_folder: cannot read the folder {folder} ({error.strerror}). {FOLDER_HINT}"
+            ) from None
+        files, skipped = walk_folder(folder)
+        images = []
+        for rel in files:
+            if rel.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(rel)
+            elif rel != Path(LABELS_FILE):
+                skipped.append(f"{folder / rel}: not an image ({', '.join(IMAGE_SUFFIXES)})")
+        if not images:
             raise FolderError(
                 f"image_folder: expected {expected} in {folder}, found none. "
-                f"Found: {_listing(folder)}."
+                f"Found: {_listing(folder)}. {FOLDER_HINT}"
             )
+        class_names, labels = _folder_labels(folder, images)
+        for message in skipped:
+            self._corrupt.skip(message)
+        self.info.metadata.update(
+            skipped_files=list(self._corrupt.skipped),
+            num_classes=len(class_names),
+            class_names=class_names,
+            folder=str(folder),
+            folder_fingerprint=folder_fingerprint(folder, files),
+        )
+        unlabelled = labels.count(-1)
+        logging.info(
+            "image_folder: %d images in %s, %d classes%s",
+            len(images),
+            folder,
+            len(class_names),
+            f", {unlabelled} without a class (label -1)" if class_names and unlabelled else "",
+        )
+        items = [
+            (rel.as_posix(), (folder / rel, label, class_names[label] if label >= 0 else ""))
+            for rel, label in zip(images, labels)
+        ]
         return {
             "train": self._generate_examples(
                 functools.partial(_read_folder_example, self.resolution), items
