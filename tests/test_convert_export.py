@@ -2,6 +2,7 @@
 torch. Official file → stylejax → exported file gives back every tensor bit for bit, and a
 generator made here comes back through our own converter unchanged."""
 
+import functools
 import struct
 import zipfile
 from pathlib import Path
@@ -12,9 +13,10 @@ import numpy as np
 import pytest
 import torch_writers
 from conftest import fixture_file, load_tool
+from test_psp import official_irse_state_dict
 
 import stylejax
-from stylejax.convert import convert, convert_stylegan2, psp, readers
+from stylejax.convert import convert, convert_stylegan2, export, readers
 from stylejax.convert.export import rosinality_generator, save_torch_zip, to_psp, to_rosinality
 from stylejax.model_format import load_pretrained, read_config, save_model
 from stylejax.models import stylegan2 as sg
@@ -79,16 +81,24 @@ def test_psp_family_round_trip_is_bit_exact(tmp_path, name):
     info = to_psp(tmp_path / "model", tmp_path / "back.pt")
     original, back = readers.load_checkpoint(src), readers.load_checkpoint(tmp_path / "back.pt")
     assert list(back) == info["keys"] == ["state_dict", "opts", "latent_avg"]
-    # Entries follow the Flax tree; torch's load_state_dict matches them by name.
-    assert_same_tensors(
-        dict(sorted(back["state_dict"].items())), dict(sorted(original["state_dict"].items())), name
-    )
+    # In torch's registration order, as the official file lists them.
+    assert_same_tensors(back["state_dict"], original["state_dict"], name)
     counters = [k for k in back["state_dict"] if k.endswith(".num_batches_tracked")]
     assert len(counters) == sum(k.endswith(".running_var") for k in back["state_dict"]) > 0
     assert_same_tensors({"la": back["latent_avg"]}, {"la": original["latent_avg"]}, name)
-    # Options survive as the JSON-friendly values the import keeps (lists are dropped).
-    assert back["opts"] == info["opts"] == psp.plain_opts(original["opts"])
-    assert back["opts"]["encoder_type"] == original["opts"]["encoder_type"]
+    # Every option comes back, lists too (e4e's progressive_steps).
+    assert back["opts"] == info["opts"] == original["opts"]
+    if "e4e" in name:
+        assert back["opts"]["progressive_steps"] == [
+            0,
+            20000,
+            22000,
+            24000,
+            26000,
+            28000,
+            30000,
+            32000,
+        ]
     convert(tmp_path / "back.pt", tmp_path / "again")
     assert (
         read_config(tmp_path / "again")["networks"] == read_config(tmp_path / "model")["networks"]
@@ -96,6 +106,73 @@ def test_psp_family_round_trip_is_bit_exact(tmp_path, name):
     _, want = load_pretrained(tmp_path / "model")
     _, got = load_pretrained(tmp_path / "again")
     assert_same_variables(got, want)
+
+
+@pytest.mark.parametrize("shape", [(64,), (1, 64)])
+def test_psp_latent_avg_comes_back_in_its_stored_shape(tmp_path, shape):
+    """A file whose latent_avg is one w ([w] or [1, w]) is broadcast on import and written
+    back in its own shape, bit for bit."""
+    ckpt = readers.load_checkpoint(fixture_file("psp_s32.pt"))
+    ckpt["latent_avg"] = ckpt["latent_avg"][3].reshape(shape)
+    torch_writers.save_torch_zip(tmp_path / "one_w.pt", ckpt)
+    convert(tmp_path / "one_w.pt", tmp_path / "model")
+    config = read_config(tmp_path / "model")["networks"]["psp"]["config"]
+    assert config["latent_avg_shape"] == list(shape)
+    to_psp(tmp_path / "model", tmp_path / "back.pt")
+    back = readers.load_checkpoint(tmp_path / "back.pt")
+    assert_same_tensors({"la": back["latent_avg"]}, {"la": ckpt["latent_avg"]}, str(shape))
+    assert_same_tensors(back["state_dict"], ckpt["state_dict"], str(shape))
+
+
+def test_psp_export_follows_the_official_registration_order(tmp_path):
+    """BackboneEncoderUsingLastLayerIntoWPlus registers input_layer, output_layer_2, linear,
+    then body (pSp's psp_encoders.py); each IR-SE unit its shortcut before its res_layer."""
+    enc = official_irse_state_dict(np.random.default_rng(5), head="into_w_plus", out_dim=64)
+    ckpt = readers.load_checkpoint(fixture_file("psp_s32.pt"))
+    decoder = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("decoder.")}
+    state = {f"encoder.{k}": v for k, v in enc.items()} | decoder
+    opts = {"encoder_type": "BackboneEncoderUsingLastLayerIntoWPlus", "output_size": 32}
+    obj = {"state_dict": state, "opts": opts, "latent_avg": ckpt["latent_avg"][0]}
+    torch_writers.save_torch_zip(tmp_path / "wplus.pt", obj)
+    convert(tmp_path / "wplus.pt", tmp_path / "model")
+    to_psp(tmp_path / "model", tmp_path / "back.pt")
+    back = readers.load_checkpoint(tmp_path / "back.pt")
+    heads = ("input_layer.", "output_layer_2.", "linear.", "body.")
+    order = [f"encoder.{k}" for head in heads for k in enc if k.startswith(head)]
+    want = {k: state[k] for k in order} | decoder
+    for k in want:
+        if k.endswith("num_batches_tracked"):  # the import drops BatchNorm's counter
+            want[k] = np.zeros((), np.int64)
+    assert_same_tensors(back["state_dict"], want, "IntoWPlus")
+    assert back["opts"] == opts
+    assert_same_tensors({"la": back["latent_avg"]}, {"la": obj["latent_avg"]}, "IntoWPlus")
+
+
+def test_invert_is_exact_past_float32_integers():
+    """Element places are sent as base-`limit` digits: with limit 3 every tensor here is
+    past float32's exact integers as far as the probes are concerned."""
+    layout = {"a": (5, 7), "b": (40,), "unread": (2, 2), "c": ()}
+
+    def forward(sd):
+        return {"x": sd["a"].T, "y": {"z": sd["b"][::-1].reshape(4, 10), "s": sd["c"]}}
+
+    rng = np.random.default_rng(0)
+    want = {n: rng.normal(size=s).astype(np.float32) for n, s in layout.items()}
+    variables = forward(want)
+    for limit in (2, 3, 2**24):
+        got = export._invert(layout, forward, variables, "test", limit=limit)
+        assert_same_tensors(got, {n: want[n] for n in ("a", "b", "c")}, f"limit {limit}")
+
+
+def test_psp_export_with_small_probe_digits_is_bit_exact(tmp_path, monkeypatch):
+    """The whole pSp export with probes in base 16, as a full-size encoder's 2**24-plus
+    element tensors go in base 2**24."""
+    monkeypatch.setattr(export, "_invert", functools.partial(export._invert, limit=16))
+    src = fixture_file("e4e_s32.pt")
+    convert(src, tmp_path / "model")
+    to_psp(tmp_path / "model", tmp_path / "back.pt")
+    original, back = readers.load_checkpoint(src), readers.load_checkpoint(tmp_path / "back.pt")
+    assert_same_tensors(back["state_dict"], original["state_dict"], "e4e, base 16")
 
 
 def test_psp_export_refuses_what_has_no_official_layout(tmp_path):

@@ -126,43 +126,50 @@ def _flat(tree, prefix=()) -> dict[str, np.ndarray]:
     return {"/".join(prefix): np.asarray(tree)}
 
 
-def _invert(layout: dict, forward, variables, source: str) -> dict[str, np.ndarray]:
-    """The rosinality tensors of `layout` holding stylejax `variables`, where `forward` is the
-    import (rosinality state dict → Flax tree). Index probes sent through `forward` tell where
-    every element comes from; tensors the import never reads (FIR kernels) stay absent."""
-    names = list(layout)
-    # float32 probes are exact: tensor counts and per-tensor sizes stay far below 2**24.
-    tensor_of = _flat(
-        forward({n: np.full(s, i, np.float32) for i, (n, s) in enumerate(layout.items())})
-    )
-    index_of = _flat(
-        forward({n: np.arange(np.prod(s), dtype=np.float32).reshape(s) for n, s in layout.items()})
-    )
+def _invert(layout: dict, forward, variables, source: str, limit: int = 2**24) -> dict:
+    """The tensors of `layout` (name → shape, the official file's) holding stylejax
+    `variables`, where `forward` is the import (official state dict → Flax tree). Every
+    element's place in the layout (all tensors back to back) is sent through `forward` as
+    float32 probes, one per base-`limit` digit: float32 holds integers below 2**24 exactly,
+    so any tensor size comes back exact. Tensors the import never reads (FIR kernels) stay
+    absent."""
+    assert 2 <= limit <= 2**24, limit
+    names, shapes = list(layout), list(layout.values())
+    starts = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
+    total = int(starts[-1])
+    places = [1]
+    while places[-1] * limit < total:
+        places.append(places[-1] * limit)
+    where = {}  # Flax path → each element's place in the layout
+    for place in places:
+        probe = {
+            n: (np.arange(a, b) // place % limit).astype(np.float32).reshape(s)
+            for n, s, a, b in zip(names, shapes, starts, starts[1:])
+        }
+        for path, digit in _flat(forward(probe)).items():
+            where[path] = where.get(path, 0) + digit.astype(np.int64) * place
     values = _flat(variables)
-    if set(values) != set(tensor_of):
+    if set(values) != set(where):
         raise ValueError(
-            f"{source}: the variables do not match the rosinality layout: missing "
-            f"{sorted(set(tensor_of) - set(values))[:6]}, unexpected {sorted(set(values) - set(tensor_of))[:6]}"
+            f"{source}: the variables do not match the official layout: missing "
+            f"{sorted(set(where) - set(values))[:6]}, unexpected {sorted(set(values) - set(where))[:6]}"
         )
-    out = {n: np.zeros(s, np.float32) for n, s in layout.items()}
-    hits = {n: np.zeros(int(np.prod(s)), np.int64) for n, s in layout.items()}
+    out = np.zeros(total, np.float32)
     for path, value in values.items():
-        if value.shape != tensor_of[path].shape:
+        if value.shape != where[path].shape:
             raise ValueError(
-                f"{source}: {path} has shape {value.shape}, the rosinality layout gives "
-                f"{tensor_of[path].shape}"
+                f"{source}: {path} has shape {value.shape}, the official layout gives "
+                f"{where[path].shape}"
             )
-        tensors = tensor_of[path].astype(np.int64).ravel()
-        index = index_of[path].astype(np.int64).ravel()
-        value = np.asarray(value, np.float32).ravel()
-        for t in np.unique(tensors):
-            sel = tensors == t
-            out[names[t]].reshape(-1)[index[sel]] = value[sel]
-            np.add.at(hits[names[t]], index[sel], 1)
-    # The import is a pure re-arrangement: each element read once, or a tensor not read at all.
-    partial = [n for n, h in hits.items() if h.any() and not (h == 1).all()]
-    assert not partial, f"the import does not read every element of {partial} exactly once"
-    return {n: out[n] for n in names if hits[n].any()}
+        out[where[path].ravel()] = np.asarray(value, np.float32).ravel()
+    hits = np.bincount(np.concatenate([w.ravel() for w in where.values()]), minlength=total)
+    sd = {}
+    for n, s, a, b in zip(names, shapes, starts, starts[1:]):
+        # The import is a pure re-arrangement: each element read once, or a tensor not read.
+        assert (hits[a:b] == 1).all() or not hits[a:b].any(), f"{n} is read partly or twice"
+        if hits[a:b].any():
+            sd[n] = out[a:b].reshape(s)
+    return sd
 
 
 def _refuse_unless(module, wanted: dict, source: str):
@@ -286,6 +293,24 @@ def to_rosinality(model_dir, out_path, overwrite: bool = False) -> dict:
 
 _PSP_FAMILIES = ("psp", "e4e", "restyle")
 _TORCH_BN_LEAF = {flax: name for name, flax in psp._BN_LEAVES.items()}
+# torch's state_dict lists a module's own parameters, then its buffers, then its children,
+# each in the order __init__ registers them. This is that order among the names of the
+# official encoders (pSp's psp_encoders.py and helpers.py, e4e's and ReStyle's encoders),
+# which only ever compares siblings; numbered children (Sequential, ModuleList) go by index.
+_REGISTRATION_ORDER = (
+    *("weight", "bias", "running_mean", "running_var", "num_batches_tracked"),
+    *("input_layer", "output_layer_2", "convs", "linear", "body", "styles"),
+    *("latlayer1", "latlayer2", "shortcut_layer", "res_layer", "fc1", "fc2"),
+)
+
+
+def _registration_rank(name: str) -> list:
+    """Sort key putting official encoder state-dict names in torch's registration order."""
+    order = _REGISTRATION_ORDER
+    return [
+        (0, int(p), "") if p.isdigit() else (1, order.index(p) if p in order else len(order), p)
+        for p in name.split(".")
+    ]
 
 
 def _official_module(path: tuple[str, ...]) -> str:
@@ -329,17 +354,15 @@ def psp_state_dict(model, variables, source: str) -> collections.OrderedDict:
     """The official `pSp.state_dict()` (e4e's and ReStyle's too) of a stylejax PSP / E4E /
     ReStyle model: `encoder.*` then `decoder.*`. BatchNorm's `num_batches_tracked`, which
     the import drops, comes back as a 0-d int64 tensor of 0 (eval-mode BatchNorm never
-    reads it). Entries follow the Flax tree, not torch's registration order."""
+    reads it). Entries come in torch's registration order (_REGISTRATION_ORDER)."""
     encoder = {"params": variables["params"]["encoder"]}
     encoder["batch_stats"] = variables["batch_stats"]["encoder"]
     enc_sd = _invert(_encoder_layout(encoder), psp.irse_to_flax, encoder, source + " encoder")
-    state = collections.OrderedDict()
-    for name, value in enc_sd.items():
-        state[f"encoder.{name}"] = value
-        if name.endswith(".running_var"):
-            state[f"encoder.{name.removesuffix('running_var')}num_batches_tracked"] = np.zeros(
-                (), np.int64
-            )
+    for name in [n for n in enc_sd if n.endswith(".running_var")]:
+        enc_sd[name.removesuffix("running_var") + "num_batches_tracked"] = np.zeros((), np.int64)
+    state = collections.OrderedDict(
+        (f"encoder.{name}", enc_sd[name]) for name in sorted(enc_sd, key=_registration_rank)
+    )
     decoder = {"params": variables["params"]["decoder"], "buffers": variables["buffers"]["decoder"]}
     dec_sd, _ = rosinality_generator(model.decoder, decoder, source + " decoder")
     state.update((f"decoder.{name}", value) for name, value in dec_sd.items())
@@ -369,7 +392,8 @@ def _psp_opts(family: str, config: dict) -> dict:
 def to_psp(model_dir, out_path, overwrite: bool = False) -> dict:
     """Writes the pSp, e4e or ReStyle model folder `model_dir` as the checkpoint the official
     coach saves: {'state_dict' (see psp_state_dict), 'opts' (a plain dict), 'latent_avg'
-    ([n_styles, w_dim]; left out when the model does not start from it)}. Returns
+    (in the converted file's shape, else [n_styles, w_dim]; left out when the model does not
+    start from it)}. Returns
     {'family', 'encoder_type', 'opts', 'keys' (the file's top-level keys)}."""
     out_path = Path(out_path)
     if out_path.exists() and not overwrite:
@@ -400,7 +424,11 @@ def to_psp(model_dir, out_path, overwrite: bool = False) -> dict:
     ckpt = {"state_dict": psp_state_dict(model, variables, f"{model_dir}: network {family!r}")}
     ckpt["opts"] = opts
     if family == "restyle" or config.get("start_from_latent_avg", True):
-        ckpt["latent_avg"] = np.asarray(variables["buffers"]["latent_avg"], np.float32)
+        latent_avg = np.asarray(variables["buffers"]["latent_avg"], np.float32)
+        shape = config.get("latent_avg_shape")  # the converted file's: [1, w] or [w] too
+        if shape and np.prod(shape) < latent_avg.size and (latent_avg == latent_avg[0]).all():
+            latent_avg = latent_avg[0].reshape(shape)
+        ckpt["latent_avg"] = latent_avg
     save_torch_zip(ckpt, out_path)
     return {
         "family": family,

@@ -215,7 +215,7 @@ def read_psp(path: str, obj=None) -> tuple[dict, dict]:
         decoder=dec_config,
         start_from_latent_avg=start_from_avg,
         learn_in_w=bool(opts.get("learn_in_w", False)),
-        opts=plain_opts(opts),
+        **file_facts(opts, obj.get("latent_avg")),
     )
     variables = encoder_decoder_variables(enc_sd, decoder, latent_avg, path)
     expected = common.expected_shapes(model_format.build("psp", config), example_input(config))
@@ -287,9 +287,28 @@ def check_styles(enc_config: dict, dec_config: dict, path: str):
         )
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def plain_opts(opts: dict) -> dict:
-    """The JSON-friendly options (strings, numbers, booleans, None) kept in the config."""
-    return {k: v for k, v in opts.items() if isinstance(v, (str, int, float, bool, type(None)))}
+    """The JSON-friendly options kept in the config: strings, numbers, booleans, None, and
+    lists or tuples of them (as lists), such as e4e's progressive_steps."""
+    kept = {}
+    for k, v in opts.items():
+        if isinstance(v, _SCALARS):
+            kept[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, _SCALARS) for x in v):
+            kept[k] = list(v)
+    return kept
+
+
+def file_facts(opts: dict, latent_avg) -> dict:
+    """What a converted model's config keeps of its file for the export to write back: the
+    plain opts and the stored latent_avg's shape ([n_styles, w], [1, w] or [w])."""
+    facts = {"opts": plain_opts(opts)}
+    if latent_avg is not None:
+        facts["latent_avg_shape"] = list(np.shape(latent_avg))
+    return facts
 
 
 def encoder_decoder_variables(enc_sd: dict, decoder: dict, latent_avg, path: str) -> dict:

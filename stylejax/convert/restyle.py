@@ -104,7 +104,7 @@ def read_restyle(path: str, obj=None) -> tuple[dict, dict]:
         input_nc=input_nc,
         decoder=dec_config,
         n_iters=int(opts.get("n_iters_per_batch", 5)),
-        opts=psp.plain_opts(opts),
+        **psp.file_facts(opts, obj["latent_avg"]),
     )
     variables = psp.encoder_decoder_variables(enc_sd, decoder, latent_avg, path)
     image = jnp.zeros((1, 256, 256, input_nc - 3), jnp.float32)  # the other 3: reconstruction
@@ -146,7 +146,7 @@ def read_e4e(path: str, obj=None) -> tuple[dict, dict]:
         input_nc=input_nc,
         decoder=dec_config,
         start_from_latent_avg=start_from_avg,
-        opts=psp.plain_opts(opts),
+        **psp.file_facts(opts, obj.get("latent_avg")),
     )
     variables = psp.encoder_decoder_variables(enc_sd, decoder, latent_avg, path)
     expected = common.expected_shapes(model_format.build("e4e", config), psp.example_input(config))
