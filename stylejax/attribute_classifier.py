@@ -88,14 +88,23 @@ def batches(settings: Settings, split: str, batch_size: int, train: bool):
             settings.data, split, keys, batch_size, data_dir=settings.data_dir
         )
     for batch in ds:
-        attributes = batch["attributes"]
-        missing = [a for a in settings.attributes if a not in attributes]
-        if missing:
+        yield batch["image"], labels_of(settings, batch["attributes"])
+
+
+def labels_of(settings: Settings, attributes: dict) -> np.ndarray:
+    """[N, K] float32 labels of `settings.attributes` from a batch's attributes feature. An
+    attribute "name=k" is the one-vs-rest label of class k of a class attribute (e.g.
+    "hair_color=2", blond)."""
+    columns = []
+    for a in settings.attributes:
+        name, _, value = a.partition("=")
+        if name not in attributes:
             raise ValueError(
-                f"{settings.data}: no attribute {missing} (it has {sorted(attributes)})"
+                f"{settings.data}: no attribute {name!r} (it has {sorted(attributes)})"
             )
-        labels = np.stack([attributes[a] for a in settings.attributes], 1).astype(np.float32)
-        yield batch["image"], labels
+        column = np.asarray(attributes[name])
+        columns.append(column == int(value) if value else column)
+    return np.stack(columns, 1).astype(np.float32)
 
 
 def train(settings: Settings):

@@ -71,17 +71,20 @@ def compiled_step(task, state, devices):
     return run
 
 
-@pytest.fixture(scope="module")
-def setup():
+def task_setup(config, batch):
+    """(config, task, fresh state, a one-device step that counts its traces, batch)."""
     loop.setup_jax()
-    config = tiny_config()
     task = trainer.make_task(config)
     state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
     counted, traces = counting_traces(task)
     step = compiled_step(counted, state, jax.devices()[:1])
     step.traces = traces
-    batch = {"image": jnp.asarray(real_images()[:BATCH])}
     return config, task, state, step, batch
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return task_setup(tiny_config(), {"image": jnp.asarray(real_images()[:BATCH])})
 
 
 def test_one_trace_serves_every_regulariser_interval(setup):
@@ -342,3 +345,59 @@ def test_model_and_train_step_path_imports_no_tensorflow():
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def renderer_config(**overrides):
+    renderer = {
+        "train.objective": "renderer",
+        "train.mapping_lr_scale": 100.0,
+        "train.r1_gamma": 0.0,
+        "train.pl_weight": 0.0,
+        "train.style_mixing_prob": 0.0,
+        "model.z_dim": 24,  # at least the 22 factors
+    }
+    return tiny_config(**renderer, **overrides)
+
+
+@pytest.fixture(scope="module")
+def renderer_setup():
+    config = renderer_config()
+    return task_setup(config, next(trainer.rendered_batches(config)))
+
+
+def test_renderer_objective_learns_rendered_batches(renderer_setup):
+    """G(z) is fitted to render(factors(z)) of the rendered batches; no discriminator; the
+    mapping's updates are scaled by mapping_lr_scale; w_avg moves; one trace serves."""
+    from stylejax.data import factor_latents
+
+    config, task, state, step, batch = renderer_setup
+    assert set(state) == {"step", "g", "g_ema", "g_opt"}
+    assert set(task.batch_spec) == {"z", "image"}
+    np.testing.assert_allclose(batch["image"], factor_latents.render_batch(batch["z"], RES))
+    losses, s = [], state
+    for _ in range(8):
+        s, metrics = step(s, batch)
+        losses.append(float(metrics["loss"]))
+    assert len(step.traces) == 1
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert not np.allclose(s["g"]["buffers"]["mapping"]["w_avg"], 0.0)
+    # Adam's first step moves each weight by lr·sign(grad); the mapping's by the scale more.
+    once, _ = step(state, batch)
+    moved = jax.tree_util.tree_map(
+        lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
+        once["g"]["params"],
+        state["g"]["params"],
+    )
+    lr = config.train.g_lr
+    assert moved["mapping"]["fc0"]["weight"] == pytest.approx(lr * 100.0, rel=1e-3)
+    assert moved["synthesis"]["b8"]["conv0"]["weight"] == pytest.approx(lr, rel=1e-3)
+
+
+def test_pyramid_l1_matches_numpy():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(2, 2, 16, 16, 3)).astype(np.float32)
+    expected = 0.0
+    for f in trainer.PYRAMID:
+        pool = lambda a, f=f: a.reshape(2, 16 // f, f, 16 // f, f, 3).mean((2, 4))
+        expected += np.mean(np.abs(pool(x) - pool(y)))
+    assert float(trainer.pyramid_l1(x, y)) == pytest.approx(expected, rel=1e-5)

@@ -22,7 +22,7 @@ python tools/benchmark.py sidebyside --ada DIR [--torch-python PY] [--configs sy
     (`stylejax.nn.conv.route`), and the ratio to PyTorch. `--device cuda --dtypes
     float32,bfloat16 --configs f256` is the accelerator run (tools/device_benchmark.sh).
 python tools/benchmark.py methods [--methods stylegan2,psp,...] [--method-steps 48]
-    Each method's default training (stylegan2: the synthetic64 variant, with R1) run by the
+    Each method's default training (stylegan2: the synthetic64_gan variant, with R1) run by the
     main entry point for --method-steps steps under each convolution route (--routes xla,cpu);
     prints the images/s of the last third of the steps (compile and warm-up excluded), as the
     training log reports it.
@@ -558,7 +558,7 @@ def _print_sidebyside(samples, flops, batch, platform):
 
 
 METHOD_CONFIGS = {
-    "stylegan2": "configs/stylegan2.py:synthetic64",
+    "stylegan2": "configs/stylegan2.py:synthetic64_gan",
     "psp": "configs/psp.py",
     "restyle": "configs/restyle.py",
     "e4e": "configs/e4e.py",

@@ -14,9 +14,16 @@
 
 The whole iteration is one jitted function; regularisers run under `lax.cond`, so one
 compiled step serves every iteration.
+
+With train.objective = "renderer" (the synthetic64 variant) there is no discriminator: G(z)
+is taught the synthetic faces' renderer directly, `render(factors(z))` with
+data.factor_latents' map from z to the 22 factors, by an L1 loss on an image pyramid
+(full size and 2x, 4x, 8x average-pooled), on freshly rendered batches. w_avg and the EMA
+are kept as in the adversarial objective, so the result is a standard StyleGAN2.
 """
 
 import functools
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ import optax
 
 from stylejax import images
 from stylejax.models import stylegan2 as sg
+from stylejax.nn import torch_ops
 from stylejax.train import gan, loop
 
 
@@ -250,10 +258,80 @@ def train_step(config, G, D, g_tx, d_tx, state, batch):
     return new_state, metrics
 
 
+PYRAMID = (1, 2, 4, 8)  # the renderer objective's L1 scales (average-pool factors)
+
+
+def pyramid_l1(x, y):
+    """Σ over PYRAMID of the mean |x - y| after average pooling: the fine scale keeps edges
+    sharp, the coarse ones give a strong signal for where a shape is."""
+    total, prev = 0.0, 1
+    for f in PYRAMID:
+        if f > 1:
+            x, y = (torch_ops.avg_pool2d(a, f // prev) for a in (x, y))
+        total, prev = total + jnp.mean(jnp.abs(x - y)), f
+    return total
+
+
+def init_renderer_state(config, G, g_tx, rng) -> dict[str, Any]:
+    g_vars = sg.init_variables(G, rng, jnp.zeros((1, config.model.z_dim)))
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "g": g_vars,
+        "g_ema": jax.tree_util.tree_map(jnp.copy, g_vars),
+        "g_opt": g_tx.init(g_vars["params"]),
+    }
+
+
+def renderer_step(config, G, g_tx, state, batch):
+    """One supervised step: G(batch["z"]) against batch["image"] = render(factors(z))."""
+    t = config.train
+    step, g_vars = state["step"], state["g"]
+    k_noise = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
+
+    def loss_fn(params):
+        variables = {**g_vars, "params": params}
+        ws, updated = G.apply(
+            variables, batch["z"], update_w_avg=True, method=G.map, mutable=["buffers"]
+        )
+        img = synthesize(G, variables, ws, k_noise)
+        return pyramid_l1(img, batch["image"]), (img, updated["buffers"])
+
+    (loss, (img, buffers)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_vars["params"])
+    updates, g_opt = g_tx.update(grads, state["g_opt"], g_vars["params"])
+    # The mapping's ×0.01 equalized-lr multiplier suits adversarial training over millions
+    # of images; supervised, its steps are scaled back up so it learns the factor map.
+    scale = t.mapping_lr_scale
+    updates = {
+        **updates,
+        "mapping": jax.tree_util.tree_map(lambda u: u * scale, updates["mapping"]),
+    }
+    g_params = optax.apply_updates(g_vars["params"], updates)
+    batch_size = batch["z"].shape[0]
+    beta = gan.ema_beta(batch_size, step * batch_size, t.ema_kimg, t.ema_rampup)
+    mse = jnp.mean(jnp.square(img - batch["image"]))
+    metrics = {
+        "loss": loss,
+        "psnr": 10 * jnp.log10(4.0 / mse),  # images span 2
+        "g_grad_norm": global_norm(grads),
+    }
+    new_state = {
+        "step": step + 1,
+        "g": {**g_vars, "params": g_params, "buffers": buffers},
+        "g_ema": {
+            **state["g_ema"],
+            "params": gan.ema_update(state["g_ema"]["params"], g_params, beta),
+            "buffers": buffers,
+        },
+        "g_opt": g_opt,
+    }
+    return new_state, metrics
+
+
 def make_task(config, mesh=None, frozen: str = "load") -> loop.Task:
     del mesh, frozen  # no frozen networks; the engine shards the state
     G, D = build_models(config)
     g_tx, d_tx = optimizers(config)
+    renderer = config.train.objective == "renderer"
     sample_z = jax.random.normal(
         jax.random.PRNGKey(config.seed + 1), (config.num_samples, config.model.z_dim)
     )
@@ -263,21 +341,59 @@ def make_task(config, mesh=None, frozen: str = "load") -> loop.Task:
         return G.apply(state["g_ema"], sample_z, noise_mode="const")
 
     res = config.model.resolution
-    image = jax.ShapeDtypeStruct((config.batch_size, res, res, 3), jnp.float32)
+    batch_spec = {"image": jax.ShapeDtypeStruct((config.batch_size, res, res, 3), jnp.float32)}
+    if renderer:
+        batch_spec["z"] = jax.ShapeDtypeStruct((config.batch_size, config.model.z_dim), jnp.float32)
+        return loop.Task(
+            init_state=functools.partial(init_renderer_state, config, G, g_tx),
+            train_step=functools.partial(renderer_step, config, G, g_tx),
+            samples=samples,
+            global_batch_size=config.batch_size,
+            parameters=lambda s: {"G": s["g"]["params"]},
+            batch_spec=batch_spec,
+        )
     return loop.Task(
         init_state=functools.partial(init_state, config, G, D, g_tx, d_tx),
         train_step=functools.partial(train_step, config, G, D, g_tx, d_tx),
         samples=samples,
         global_batch_size=config.batch_size,
         parameters=lambda s: {"G": s["g"]["params"], "D": s["d"]["params"]},
-        batch_spec={"image": image},
+        batch_spec=batch_spec,
     )
 
 
+def rendered_batches(config, prefetch=4):
+    """Endless per-process batches {"z", "image": render(factors(z))}, rendered ahead in a
+    background thread. Batch i draws its z from (seed, process, i), so runs repeat; a resumed
+    run starts the sequence again (fresh renders of a continuous prior: no epoch to keep)."""
+    import queue
+    import threading
+
+    from stylejax.data import factor_latents
+
+    n = config.batch_size // jax.process_count()
+    out = queue.Queue(maxsize=prefetch)
+
+    def work():
+        for i in itertools.count():
+            rng = np.random.default_rng([config.seed, jax.process_index(), i])
+            z = rng.standard_normal((n, config.model.z_dim)).astype(np.float32)
+            image = factor_latents.render_batch(z, config.model.resolution)
+            out.put({"z": z, "image": image})
+
+    threading.Thread(target=work, daemon=True).start()
+    while True:
+        yield out.get()
+
+
 def make_data(config):
-    """Per-process batches of real images, plus the tf.data iterator to checkpoint."""
+    """Per-process batches of real images, plus the tf.data iterator to checkpoint (the
+    renderer objective: rendered batches, and no iterator)."""
 
     from stylejax.data import pipeline
+
+    if config.train.objective == "renderer":
+        return rendered_batches(config), None
 
     d = config.data
     ds = pipeline.make_dataset(
@@ -327,6 +443,8 @@ def evaluate(config, state, workdir) -> dict[str, float]:
     }
     if jax.process_index() == 0:
         images.save_grid(fake[:36], Path(workdir) / "eval" / "samples.png", cols=6, pad=1)
+    if config.train.objective == "renderer":
+        result.update(renderer_scores(config, G, g_ema))
     if config.eval.metrics:
         from stylejax import evaluate as evaluate_lib
 
@@ -344,6 +462,22 @@ def evaluate(config, state, workdir) -> dict[str, float]:
         )
         result.update(report["metrics"])
     return result
+
+
+def renderer_scores(config, G, g_ema) -> dict[str, float]:
+    """A renderer-taught generator against the truth (stylejax.ground_truth): PSNR/SSIM of
+    G(z) against render(factors(z)) on the test faces' true latents, and the attribute
+    classifier's agreement with factors(z) on as many samples."""
+    from stylejax import ground_truth
+
+    n, res = config.eval.num_examples, config.model.resolution
+    data_dir = config.data.directory or None
+    factors = ground_truth.test_factors(res, n, data_dir)
+    clf = ground_truth.classifier(res, data_dir=data_dir)
+    return {
+        **ground_truth.renderer_fidelity(G, g_ema, factors),
+        **ground_truth.attribute_agreement(G, g_ema, clf, n),
+    }
 
 
 def export(config, state, out_dir) -> dict:
