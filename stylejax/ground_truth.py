@@ -100,6 +100,14 @@ def attribute_agreement(G, variables, clf, n=1000, seed=0) -> dict[str, float]:
     return out
 
 
+def renderer_taught(model_dir) -> bool:
+    """Whether the exported generator in `model_dir` was taught the renderer, so its z is
+    the synthetic faces' factors (config.json "latents")."""
+    from stylejax import model_format
+
+    return model_format.read_config(model_dir).get("latents") == "synthetic_faces_factors"
+
+
 def test_factors(size, n, data_dir=None) -> np.ndarray:
     """The first n test faces' [n, 22] factor vectors of synthetic_faces/size."""
     from stylejax.data import pipeline

@@ -258,7 +258,8 @@ def train_step(config, G, D, g_tx, d_tx, state, batch):
     return new_state, metrics
 
 
-PYRAMID = (1, 2, 4, 8)  # the renderer objective's L1 scales (average-pool factors)
+PYRAMID = (1, 2, 4, 8)
+LATENTS = "synthetic_faces_factors"  # config.json "latents" of a renderer-taught export  # the renderer objective's L1 scales (average-pool factors)
 
 
 def pyramid_l1(x, y):
@@ -486,4 +487,7 @@ def export(config, state, out_dir) -> dict:
 
     g_ema = ("generator", generator_kwargs(config), jax.device_get(state["g_ema"]))
     step = int(jax.device_get(state["step"]))
-    return model_format.save_trained(out_dir, config, step, "stylegan2", {"g_ema": g_ema})
+    # A renderer-taught G's z is the synthetic faces' factors (data.factor_latents): tools
+    # that score against the truth (stylejax.ground_truth) look for this key.
+    extra = {"latents": LATENTS} if config.train.objective == "renderer" else {}
+    return model_format.save_trained(out_dir, config, step, "stylegan2", {"g_ema": g_ema}, **extra)
