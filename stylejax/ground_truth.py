@@ -26,6 +26,7 @@ def classifier_settings(size: int, data_dir=None) -> attribute_classifier.Settin
         data=f"synthetic_faces/{size}",
         attributes=CLASSIFIER_ATTRIBUTES,
         img_size=size,
+        steps=2000,  # at 600 steps Smiling reached 0.93 test accuracy beside the 5 hair logits
         data_dir=data_dir,
     )
 
