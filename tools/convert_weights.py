@@ -74,7 +74,7 @@ def summarize(out_dir, meta):
     return "\n".join(lines)
 
 
-# Relative L2 error allowed per output: float32 reaches ~1e-6 at 32 px and ~4e-6 at 256 px.
+# Relative L2 error allowed per output: float32 reaches ~1e-6 at 32 px and ~3e-6 at 256 px.
 PARITY_BOUND = 1e-5
 # Reference arrays of each StyleGAN2 network, named as in the reference-output fixtures:
 # output -> the input array it is computed from (plus c when the file holds labels).
