@@ -14,6 +14,19 @@
   python tools/stylegan2_edit.py --seeds 0-3 --fit w.npy labels.npy --save-direction attr.npy \\
       --out a.png
 
+  # a generator taught the renderer (configs/stylegan2.py:synthetic64): score the Smiling
+  # directions fit_direction, SeFa and GANSpace find against the truth on 64 test faces
+  python tools/stylegan2_edit.py --truth-report out/edit_truth.json --truth-faces 64
+
+--truth-report (stylejax.ground_truth.editing_report) measures, for the direction fitted on
+sampled W codes labelled by their factors, the SeFa and the GANSpace component closest to the
+true smile axis, the axis itself and any direction chosen with --direction/--sefa/--pca/--fit:
+the cosine with the true smile axis in W (the mean over the faces of G.map(z of the
+smile-flipped factors) - G.map(z), signed towards smiling) and an edit of the faces' true
+codes along it (one least-squares strength) scored against the renderer's smile_flipped
+counterfactual: PSNR in the mouth region (also unedited, and for the exact edit's true code)
+and outside it against the unedited face. Written as JSON and printed as a table.
+
 Latents come from --seeds (mapped, optionally truncated) or --latents (z [N, z_dim] or W+
 [N, num_ws, w_dim] from tools/stylegan2_project.py or an encoder). One row per latent, one
 column per strength. --layers limits the edit to some W+ entries (as GANSpace edits are given).
@@ -23,7 +36,7 @@ import argparse
 
 import numpy as np
 
-from stylejax import images, stylegan2_editing
+from stylejax import files, images, stylegan2_editing
 from stylejax import stylegan2_generate as gen
 from stylejax.model_format import CheckpointError
 
@@ -102,7 +115,14 @@ def main(argv=None):
     parser.add_argument("--strengths", default="-3:3:7", help="START:STOP:COUNT or a,b,c")
     parser.add_argument("--layers", help="W+ entries to edit (default all), e.g. 0-5")
     parser.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
-    parser.add_argument("--out", required=True, help="strip PNG: rows latents, columns strengths")
+    parser.add_argument("--out", help="strip PNG: rows latents, columns strengths")
+    truth = parser.add_argument_group("scores against the truth (a renderer-taught network)")
+    truth.add_argument("--truth-report", metavar="JSON", help="write the Smiling scores here")
+    truth.add_argument("--truth-faces", type=int, default=64, help="test faces to edit")
+    truth.add_argument("--fit-samples", type=int, default=2000, help="samples to fit on")
+    truth.add_argument("--components", type=int, default=16, help="SeFa/PCA components searched")
+    truth.add_argument("--data", help="TFDS name of the test faces (synthetic_faces/<res>)")
+    truth.add_argument("--data-dir", help="TFDS data directory")
     parser.add_argument("--save-direction", help="write the direction used as .npy")
     parser.add_argument("--save-latents", help="write the edited W+ codes [S, N, …] as .npy")
     args = parser.parse_args(argv)
@@ -114,6 +134,48 @@ def main(argv=None):
 
 def run(args):
     G, variables = gen.load_generator(args.network, args.which)
+    if not args.out and not args.truth_report:
+        raise ValueError("pass --out (an edit strip) and/or --truth-report (truth scores)")
+    chosen = [args.direction, args.sefa, args.pca, args.fit]
+    direction, what = None, None
+    if args.out or any(x is not None for x in chosen):
+        direction, what = choose_direction(args, G, variables)
+    if args.out:
+        write_strip(args, G, variables, direction, what)
+    if args.truth_report:
+        write_truth_report(args, G, variables, direction, what)
+
+
+def write_truth_report(args, G, variables, direction, what):
+    from stylejax import ground_truth
+
+    factors = ground_truth.tool_test_factors(
+        args.network, G.img_resolution, args.truth_faces, args.data, args.data_dir
+    )
+    report = ground_truth.editing_report(
+        G,
+        variables,
+        factors,
+        fit_samples=args.fit_samples,
+        num_components=args.components,
+        pca_samples=args.pca_samples,
+        directions=None if direction is None else {"chosen": direction},
+    )
+    meta = {"network": str(args.network), "faces": len(factors), "chosen": what}
+    files.write_json(args.truth_report, {**meta, "metrics": report})
+    columns = ("true_axis_cosine", "psnr_mouth", "psnr_outside_mouth", "strength")
+    methods = [k[: -len("/true_axis_cosine")] for k in report if k.endswith("/true_axis_cosine")]
+    print(f"Smiling directions against the truth ({len(factors)} test faces):")
+    print("| direction | " + " | ".join(columns) + " |\n|---" * (len(columns) + 1) + "|")
+    for m in methods:
+        print(f"| {m} | " + " | ".join(f"{report[f'{m}/{c}']:.3f}" for c in columns) + " |")
+    print(
+        f"mouth PSNR unedited {report['psnr_mouth_unedited']:.3f}, with the true edit's code "
+        f"{report['psnr_mouth_true_edit']:.3f}; wrote {args.truth_report}"
+    )
+
+
+def write_strip(args, G, variables, direction, what):
     if (args.seeds is None) == (args.latents is None):
         raise ValueError("pass exactly one of --seeds and --latents")
     if args.seeds is not None:
@@ -123,7 +185,6 @@ def run(args):
         latents, space = gen.load_latents(args.latents, G)
         ws = gen.to_ws(G, variables, latents, space, truncation_psi=args.trunc)
     strengths = parse_strengths(args.strengths)
-    direction, what = choose_direction(args, G, variables)
     layers = gen.parse_range(args.layers) if args.layers else None
     imgs = stylegan2_editing.strength_sweep(
         G,

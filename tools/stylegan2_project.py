@@ -17,6 +17,15 @@ Writes into --outdir:
   progress.png      one row per image: target, snapshots along the optimisation, result
   distances.txt     the distance of every image at every step
 
+--test-faces N (a generator taught the renderer, configs/stylegan2.py:synthetic64) projects
+the first N test faces of synthetic_faces/<res> (--data) instead of files and measures the
+recovery of their true latents (stylejax.ground_truth.projection_scores): the projected W+
+codes' distance to the true codes G.map(factors_to_z(factors)) (mean over the layers of the
+L2 distance; the projection's start w_avg as the baseline), PSNR/SSIM against the target and
+those of G(true code), printed and written to truth.json:
+
+  python tools/stylegan2_project.py --test-faces 16 --outdir out/proj_truth --steps 500
+
 --lpips DIR is a converted LPIPS network (tools/convert_weights.py vgg.pth DIR
 --lpips-backbone vgg16-397923af.pth, as in the paper). Without it the distance is the pixel
 mean squared error (stated on the console): exact for images the generator made, blurrier
@@ -29,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from stylejax import images, stylegan2_projection
+from stylejax import files, ground_truth, images, stylegan2_projection
 from stylejax import stylegan2_generate as gen
 from stylejax.metrics import psnr
 from stylejax.model_format import CheckpointError, load_pretrained
@@ -58,7 +67,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("targets", nargs="+", help="image files (PNG, JPEG …) to project")
+    parser.add_argument("targets", nargs="*", help="image files (PNG, JPEG …) to project")
+    parser.add_argument(
+        "--test-faces",
+        type=int,
+        metavar="N",
+        help="project the first N synthetic test faces and score against their true latents",
+    )
+    parser.add_argument("--data", help="with --test-faces: TFDS name (synthetic_faces/<res>)")
+    parser.add_argument("--data-dir", help="with --test-faces: TFDS data directory")
     parser.add_argument("--outdir", required=True, help="where the results go")
     parser.add_argument(
         "--network",
@@ -90,7 +107,9 @@ def run(args):
         if not isinstance(lpips[0], LPIPS):
             raise ValueError(f"{args.lpips}: expected a converted LPIPS network, found {lpips[0]}")
         print(f"distance: LPIPS ({lpips[0].net}) from {args.lpips}")
-    targets = np.stack([load_target(p, G.img_resolution) for p in args.targets])
+    names, factors = synthetic_test_faces(args, G) if args.test_faces else (args.targets, None)
+    if factors is None and not args.targets:
+        raise ValueError("pass image files to project, or --test-faces N")
     config = stylegan2_projection.ProjectionConfig(
         num_steps=args.steps,
         space=args.space,
@@ -98,33 +117,64 @@ def run(args):
         optimize_noise=not args.no_noise,
         num_snapshots=min(args.snapshots, args.steps),
     )
-    bar = gen.Progress(args.steps, f"projecting {len(targets)} image(s)", "steps")
+    bar = gen.Progress(args.steps, f"projecting {len(names)} image(s)", "steps")
 
     def progress(step, dist):
         bar(int(step) + 1, extra=f"distance {float(np.mean(dist)):.4f}")
 
-    result = stylegan2_projection.project(
-        G, variables, targets, config, lpips, args.seed, progress=progress
-    )
+    if factors is None:
+        targets = np.stack([load_target(p, G.img_resolution) for p in args.targets])
+        result = stylegan2_projection.project(
+            G, variables, targets, config, lpips, args.seed, progress=progress
+        )
+    else:
+        targets = ground_truth.render(factors, G.img_resolution)
+        means, per_face, result = ground_truth.projection_recovery(
+            G, variables, factors, config, lpips, args.seed, progress
+        )
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     gen.save_npy(out / "latents.npy", result.ws)
     gen.save_npz(out / "noise.npz", result.noise)
-    for path, img in zip(args.targets, images.to_uint8(result.images)):
+    for path, img in zip(names, images.to_uint8(result.images)):
         images.save_image(img, out / f"{Path(path).stem}_proj.png")
     rows = np.concatenate([targets[:, None], result.snapshots.transpose(1, 0, 2, 3, 4)], axis=1)
     rows = np.concatenate([rows, result.images[:, None]], axis=1)
     images.save_grid(rows.reshape(-1, *rows.shape[2:]), out / "progress.png", rows.shape[1], 1)
-    lines = ["step " + " ".join(Path(p).stem for p in args.targets)]
+    lines = ["step " + " ".join(Path(p).stem for p in names)]
     lines += [
         f"{i + 1} " + " ".join(f"{d:.6f}" for d in row) for i, row in enumerate(result.distances)
     ]
     (out / "distances.txt").write_text("\n".join(lines) + "\n")
-    for path, d, p in zip(
-        args.targets, result.distances[-1], np.asarray(psnr(result.images, targets))
-    ):
+    for path, d, p in zip(names, result.distances[-1], np.asarray(psnr(result.images, targets))):
         print(f"{path}: final {result.distance} distance {d:.4f}, PSNR {p:.2f} dB")
     print(f"wrote {out}/latents.npy, noise.npz, *_proj.png, progress.png, distances.txt")
+    if factors is not None:
+        report = {
+            "network": str(args.network),
+            "faces": len(factors),
+            "space": args.space,
+            "steps": args.steps,
+            "distance": result.distance,
+            "metrics": means,
+            "per_face": {k: np.asarray(v).tolist() for k, v in per_face.items()},
+        }
+        files.write_json(out / "truth.json", report)
+        print(f"recovery of the true latents ({len(factors)} test faces, means):")
+        for name, value in means.items():
+            print(f"  {name:<26} {value:.4f}")
+        print(f"wrote {out}/truth.json")
+
+
+def synthetic_test_faces(args, G):
+    """(names, factors) of the first --test-faces faces of the synthetic test split."""
+    if args.targets:
+        raise ValueError("pass image files or --test-faces, not both")
+    res = G.img_resolution
+    factors = ground_truth.tool_test_factors(
+        args.network, res, args.test_faces, args.data, args.data_dir
+    )
+    return [f"test_{i:04d}" for i in range(len(factors))], factors
 
 
 if __name__ == "__main__":

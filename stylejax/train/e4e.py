@@ -441,6 +441,7 @@ def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
         "attribute": attr,
         "fit_examples": len(codes),
         "boundary_train_accuracy": boundary.accuracy,
+        "direction": boundary.direction,
         "test_examples": count,
         "classifier_test_accuracy": clf.test_accuracy[attr],
         "class_mean_distance": class_mean.tolist(),
@@ -459,18 +460,37 @@ def make_data(config):
 def evaluate(config, state, workdir) -> dict[str, float]:
     """pSp's test-split metrics (with the G(w_avg) baseline as "baseline/…") and, when
     config.edit.attribute names one, the editing proof as "edit/…" (single-process: a
-    host-local measurement)."""
-    from stylejax import psp_inference
-
+    host-local measurement). With a renderer-taught generator on synthetic faces also the
+    W+ distance of the codes to the true codes (psp_family.encoder_truth) and, for Smiling,
+    edit/true_axis_cosine: the fitted direction against the true smile axis
+    (ground_truth.true_smile_axis on the test faces)."""
     task = make_task(config)
     result = family.evaluate_encoder(task, state, workdir)
-    if config.edit.attribute and jax.process_count() == 1:
-        model, model_cfg, _ = build(config, frozen="abstract")  # the weights: task.frozen
-        variables = family.encoder_variables(task.frozen, state["params"], state["batch_stats"])
-        trained = psp_inference.PSPModel(model, jax.device_get(variables), model_cfg)
+    truth = family.truth_applies(config)
+    edit = config.edit.attribute and jax.process_count() == 1
+    if truth or edit:
+        trained = family.inference_model(build, config, task, state)
+    if truth:
+        result.update(family.encoder_truth(config, task, trained))
+    if edit:
         proof = edit_consistency(config, trained, workdir)
         result.update({f"edit/{k}": v for k, v in proof.items() if isinstance(v, (int, float))})
+        if truth and config.edit.attribute == "Smiling":
+            result["edit/true_axis_cosine"] = true_axis_cosine(config, trained, proof["direction"])
     return result
+
+
+def true_axis_cosine(config, trained, direction) -> float:
+    """Cosine between a fitted W+ direction and the true smile axis in W of the test faces
+    (ground_truth.true_smile_axis; the axis taken on every layer)."""
+    from stylejax import ground_truth
+
+    name = config.data.test_name or config.data.name
+    data_dir = config.data.directory or None
+    factors = ground_truth.test_factors(None, config.edit.num_examples, data_dir, name)
+    G, g_vars = trained.module.decoder, trained.variables
+    g_vars = {"params": g_vars["params"]["decoder"], "buffers": g_vars["buffers"]["decoder"]}
+    return ground_truth.axis_cosine(direction, ground_truth.true_smile_axis(G, g_vars, factors))
 
 
 def export(config, state, out_dir) -> dict:

@@ -186,8 +186,15 @@ def make_data(config):
 
 def evaluate(config, state, workdir) -> dict[str, float]:
     """Test-split metrics of G(E(x)), and of G(w_avg) as the baseline ("baseline/…"); the
-    input | output | target grid in workdir/eval/test.png."""
-    return family.evaluate_encoder(make_task(config), state, workdir)
+    input | output | target grid in workdir/eval/test.png. With a renderer-taught generator
+    on synthetic faces also the W+ distance of the codes to the true codes
+    (psp_family.encoder_truth: true_w_distance, baseline/true_w_distance, true_code/…)."""
+    task = make_task(config)
+    result = family.evaluate_encoder(task, state, workdir)
+    if family.truth_applies(config):
+        trained = family.inference_model(build, config, task, state)
+        result.update(family.encoder_truth(config, task, trained))
+    return result
 
 
 def export(config, state, out_dir) -> dict:

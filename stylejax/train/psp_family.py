@@ -472,3 +472,79 @@ def export_encoder(out_dir, frozen, state, model_cfg, config) -> dict:
     step = int(jax.device_get(state["step"]))
     networks = {family: (family, model_cfg, variables)}
     return model_format.save_trained(out_dir, config, step, family, networks)
+
+
+# ----------------------------------------------------------------------------- the truth
+
+
+def truth_applies(config) -> bool:
+    """Whether the test faces' true codes are known (stylejax.ground_truth): a generator
+    taught the renderer (its export's "latents") and a synthetic_faces test set; measured in
+    a single process (a host-local pass)."""
+    from stylejax import ground_truth
+
+    name = config.data.test_name or config.data.name
+    return (
+        jax.process_count() == 1
+        and ground_truth.is_synthetic_faces(name)
+        and ground_truth.renderer_taught(config.model.generator or SHIPPED_GENERATOR)
+    )
+
+
+def truth_batches(config):
+    """The evaluator's test examples (same data set, order and task transform) with the
+    factors of their targets: dicts of source, target, factors."""
+    from stylejax import ground_truth
+    from stylejax.data import pipeline
+    from stylejax.data import tasks as task_lib
+
+    _, keys = task_lib.TASKS[config.data.task]
+    ds = pipeline.make_dataset(
+        config.data.test_name or config.data.name,
+        global_batch_size=config.eval.batch_size,
+        split=config.eval.split,
+        seed=None,
+        task=config.data.task,
+        keys=(*keys, "factors"),
+        flip=False,
+        repeat=True,
+        data_dir=config.data.directory or None,
+        process_index=0,
+        process_count=1,
+    )
+    num_batches = config.eval.num_examples // config.eval.batch_size
+    for batch in ds.take(num_batches).as_numpy_iterator():
+        factors = batch["factors"]
+        if config.data.task == "frontalization":  # the target is the `frontal` render
+            factors = ground_truth.frontal_factors(factors)
+        yield {"source": batch["source"], "target": batch["target"], "factors": factors}
+
+
+def inversion_truth(config, task, G, encode, baseline: str = "baseline/") -> dict[str, float]:
+    """ground_truth.inversion_scores on the test faces: the encoder's W+ distance to the
+    targets' true codes (`encode(source) -> {prefix: codes}`), the latent average's as
+    `<baseline>true_w_distance`, and G(true code)'s PSNR/SSIM; {} unless truth_applies."""
+    from stylejax import ground_truth
+
+    if not truth_applies(config):
+        return {}
+    g_vars, latent_avg = jax.device_get((task.frozen["decoder"], task.frozen["latent_avg"]))
+    batches = truth_batches(config)
+    return ground_truth.inversion_scores(G, g_vars, batches, encode, latent_avg, baseline)
+
+
+def inference_model(build, config, task, state):
+    """The trained pSp or e4e encoder as a psp_inference.PSPModel (weights: task.frozen and
+    the state); `build` is the method's build(config, frozen)."""
+    from stylejax import psp_inference
+
+    model, model_cfg, _ = build(config, frozen="abstract")  # the weights: task.frozen
+    variables = encoder_variables(task.frozen, state["params"], state["batch_stats"])
+    return psp_inference.PSPModel(model, jax.device_get(variables), model_cfg)
+
+
+def encoder_truth(config, task, trained) -> dict[str, float]:
+    """inversion_truth for a pSp or e4e encoder (a psp_inference.PSPModel, e.g.
+    inference_model's): `true_w_distance` of its codes."""
+    encode = lambda x: {"": np.asarray(trained.encode(x))}
+    return inversion_truth(config, task, trained.module.decoder, encode)

@@ -290,12 +290,35 @@ def make_data(config):
 
 def evaluate(config, state, workdir) -> dict[str, float]:
     """Every refinement step's test-split metrics ("step0/…" is the G(latent_avg) baseline),
-    the input | step 1 … N | target grid in workdir/eval/test.png; logged as a table."""
-    result, grid = make_task(config).evaluate(state)
+    the input | step 1 … N | target grid in workdir/eval/test.png; logged as a table. With a
+    renderer-taught generator on synthetic faces also every step's W+ distance to the true
+    codes (stepT/true_w_distance, truth_scores)."""
+    task = make_task(config)
+    result, grid = task.evaluate(state)
     if jax.process_index() == 0:
         images_lib.save_image(grid, Path(workdir) / "eval" / "test.png")
+    result.update(truth_scores(config, task, state))
     logging.info("ReStyle test split, per step:\n%s", format_steps(result))
     return result
+
+
+def truth_scores(config, task, state) -> dict[str, float]:
+    """psp_family.inversion_truth for every refinement step: stepT/true_w_distance (T ≥ 1;
+    step0 is latent_avg, where every step starts) and true_code/psnr, true_code/ssim; {}
+    unless psp_family.truth_applies."""
+    if not family.truth_applies(config):
+        return {}
+    model, _, _ = build(config, frozen="abstract")  # the weights: task.frozen
+    variables = family.encoder_variables(task.frozen, state["params"], state["batch_stats"])
+    variables = jax.device_get(variables)
+    n = config.restyle.n_iters_eval
+    run = jax.jit(lambda v, x: restyle.run_iterations(model, v, x, n)[1])
+
+    def encode(x):
+        codes = np.asarray(run(variables, jnp.asarray(x, jnp.float32)))
+        return {f"step{t + 1}/": codes[t] for t in range(n)}
+
+    return family.inversion_truth(config, task, model.decoder, encode, baseline="step0/")
 
 
 def export(config, state, out_dir) -> dict:
