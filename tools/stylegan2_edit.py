@@ -166,7 +166,7 @@ def write_truth_report(args, G, variables, direction, what):
     columns = ("true_axis_cosine", "psnr_mouth", "psnr_outside_mouth", "strength")
     methods = [k[: -len("/true_axis_cosine")] for k in report if k.endswith("/true_axis_cosine")]
     print(f"Smiling directions against the truth ({len(factors)} test faces):")
-    print("| direction | " + " | ".join(columns) + " |\n|---" * (len(columns) + 1) + "|")
+    print("| direction | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 1) + "|")
     for m in methods:
         print(f"| {m} | " + " | ".join(f"{report[f'{m}/{c}']:.3f}" for c in columns) + " |")
     print(
