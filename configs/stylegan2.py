@@ -13,6 +13,15 @@ Variants:
   ffhq1024     config-f: batch 32, γ 10, lr 0.002, EMA half-life 10 kimg, mixing 0.9,
                path length weight 2, lazy R1 every 16 and path length every 4 steps;
                fully sharded (FSDP) over all devices.
+  ada_folder   your own folder of images with ADA, 256 px (README "Training on your own
+               images with ADA"): --config.data.folder=/path/to/images is required;
+  ada_folder<res>  the same at res = 32, 64, 128, 256, 512 or 1024 px. stylegan2-ada's
+               "auto" config for one GPU at that resolution: batch max(min(4096 / res, 32), 1)
+               (16 at 256 px), γ = 0.0002 res² / batch, EMA half-life batch * 10 / 32 kimg
+               with ramp-up 0.05, lr 0.0025 (0.002 at 1024), channel_base 16384 (32768 from
+               512 px), a 2-layer mapping, mbstd group min(batch, 4); bgc ADA towards
+               r_t = 0.6; x-flips on; evaluated on the training images (a folder has one
+               split). With another batch size, set γ and ema_kimg by those formulas too.
 Any field can be overridden: --config.train.r1_gamma=5 --config.batch_size=8.
 """
 
@@ -20,7 +29,16 @@ from ml_collections import config_dict
 
 from configs import common
 
-VARIANTS = ("", "synthetic64", "synthetic64_gan", "ffhq256", "ffhq1024")
+ADA_FOLDER_RESOLUTIONS = (32, 64, 128, 256, 512, 1024)  # image_folder's
+VARIANTS = (
+    "",
+    "synthetic64",
+    "synthetic64_gan",
+    "ffhq256",
+    "ffhq1024",
+    "ada_folder",
+    *(f"ada_folder{res}" for res in ADA_FOLDER_RESOLUTIONS),
+)
 
 # FSDP for config.sharding.rules: each conv and dense weight of G, its EMA, D and their Adam
 # moments split over the "fsdp" axis along a channel dimension that divides (convs are
@@ -61,6 +79,17 @@ def get_config(variant: str = ""):
     c.model.mbstd_group_size = 4
     c.model.fused_modconv = False  # stylegan2-ada trains non-fused; both are the same function
     c.model.dtype = "float32"  # "bfloat16" for mixed precision on accelerators
+    # Class-conditional G and D with this many classes (0: unconditional); batches then
+    # carry one-hot labels. data.use_labels=True sets it from the data set.
+    c.model.c_dim = 0
+    # Transfer learning: a StyleGAN2 model folder (tools/convert_weights.py's, with --which
+    # all to bring D along, or a model trained here) whose G, G_ema and D start a fresh run;
+    # its architecture must match the model.* fields. Empty: random initialisation.
+    c.model.resume = ""
+
+    # Labels: train conditionally on the data set's classes (image_folder: one sub-folder
+    # per class, or dataset.json); sets model.c_dim.
+    c.data.use_labels = False
 
     # --mode=evaluate and the end of training (stylejax.train.stylegan2.evaluate).
     c.eval = config_dict.ConfigDict()
@@ -87,6 +116,22 @@ def get_config(variant: str = ""):
     c.train.ema_kimg = 1.0
     c.train.ema_rampup = config_dict.placeholder(float)  # None: no ramp-up
     c.train.ema_rampup = 0.05
+    # freezeD: the first k discriminator layers, counted as stylegan2-ada-pytorch's --freezed
+    # counts them (from the highest resolution: fromrgb, conv0, conv1, skip, ...), get no
+    # updates. Transfer learning with model.resume.
+    c.train.freeze_d = 0
+
+    # ADA (stylejax.augment): D sees reals and fakes augmented with probability p; p moves
+    # every ada_interval steps towards r_t = E[sign(D(real))] = ada_target, by one unit per
+    # ada_kimg thousand images. As stylegan2-ada-pytorch's --aug=ada --augpipe=PRESET
+    # (--aug=fixed --p=P: ada_target None and p=P; --aug=noaug: preset "").
+    c.augment = config_dict.ConfigDict()
+    c.augment.preset = ""  # "" off; "bgc" (the official default), "blit", ..., "bgcfnc"
+    c.augment.p = 0.0  # the initial p (the fixed p when ada_target is None)
+    c.augment.ada_target = config_dict.placeholder(float)
+    c.augment.ada_target = 0.6  # None: p stays fixed
+    c.augment.ada_interval = 4  # steps between p's updates
+    c.augment.ada_kimg = 500.0  # thousands of images for p to move by one unit
 
     if variant == "synthetic64":
         # Supervised by the renderer: converges in a fraction of the images an adversarial
@@ -162,4 +207,33 @@ def get_config(variant: str = ""):
             # (README: "Sharding"); --config.sharding.mesh trades fsdp for data.
             c.sharding.mesh = (("data", 1), ("fsdp", -1))
             c.sharding.rules = FSDP_RULES
+    elif variant.startswith("ada_folder"):
+        ada_folder(c, int(variant[len("ada_folder") :] or 256))
     return c
+
+
+def ada_folder(c, res: int) -> None:
+    """Your own folder of images (data.folder, required) with ADA: stylegan2-ada-pytorch's
+    train.py --cfg=auto --aug=ada --augpipe=bgc --mirror=1 for one GPU at `res` px."""
+    c.data.name = f"image_folder/{res}"
+    c.data.shuffle_buffer = 10_000
+    c.eval.split = "train"  # a folder has one split
+    c.model.resolution = res
+    c.model.z_dim = c.model.w_dim = 512
+    c.model.mapping_layers = 2
+    c.model.channel_base = 32768 if res >= 512 else 16384
+    c.model.channel_max = 512
+    batch = max(min(4096 // res, 32), 1)
+    c.batch_size = batch
+    c.model.mbstd_group_size = min(batch, 4)
+    c.train.g_lr = c.train.d_lr = 0.002 if res >= 1024 else 0.0025
+    c.train.r1_gamma = 0.0002 * res**2 / batch
+    c.train.ema_kimg = batch * 10 / 32
+    c.train.ema_rampup = 0.05
+    c.augment.preset = "bgc"
+    c.augment.ada_target = 0.6
+    c.num_steps = 25_000_000 // batch  # the official 25,000 kimg; stop when FID is good
+    c.log_every = 100
+    c.checkpoint_every = 1000
+    c.sample_every = 1000
+    c.num_samples = 32

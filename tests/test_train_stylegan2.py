@@ -401,3 +401,302 @@ def test_pyramid_l1_matches_numpy():
         pool = lambda a, f=f: a.reshape(2, 16 // f, f, 16 // f, f, 3).mean((2, 4))
         expected += np.mean(np.abs(pool(x) - pool(y)))
     assert float(trainer.pyramid_l1(x, y)) == pytest.approx(expected, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- ADA, freezeD,
+# labels, transfer learning (issue 21)
+
+BEFORE_ADA = "6278c16d88ace107bad05d399acb80689961b808"  # the trainer before ADA was wired in
+
+
+def test_without_augmentation_the_step_is_bit_identical_to_before_ada(setup):
+    """augment.preset "" (the default): the step is the pre-ADA trainer's, bit for bit (state
+    keys, every leaf, every metric), read from the git history."""
+    import importlib.util
+
+    run = subprocess.run(
+        ["git", "show", f"{BEFORE_ADA}:stylejax/train/stylegan2.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode != 0:
+        pytest.skip(f"the pre-ADA trainer is not in this checkout's history: {run.stderr}")
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"stylegan2_before_ada_{os.getpid()}.py"
+    path.write_text(run.stdout)
+    spec = importlib.util.spec_from_file_location("stylegan2_before_ada", path)
+    before = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(before)
+    path.unlink()
+    config, task, state, step, batch = setup
+    assert config.augment.preset == "" and "ada" not in state
+    old_task = before.make_task(config)
+    old_step = compiled_step(old_task, state, jax.devices()[:1])
+    for k in (0, 1):  # every regulariser, then none
+        new, new_metrics = jax.device_get(step(at_step(state, k), batch))
+        old, old_metrics = jax.device_get(old_step(at_step(state, k), batch))
+        assert set(new) == set(old) and set(new_metrics) == set(old_metrics)
+        for (p, a), b in zip(
+            jax.tree_util.tree_leaves_with_path((new, new_metrics)),
+            jax.tree_util.tree_leaves((old, old_metrics)),
+        ):
+            np.testing.assert_array_equal(a, b, err_msg=f"step {k}: {jax.tree_util.keystr(p)}")
+
+
+CLASSES = 3
+
+
+def ada_config(**overrides):
+    """Tiny model with bgc ADA, freezeD of 5 layers and 3 classes."""
+    ada = {
+        "augment.preset": "bgc",
+        "augment.p": 0.4,
+        "train.freeze_d": 5,
+        "model.c_dim": CLASSES,
+    }
+    return tiny_config(**{**ada, **overrides})
+
+
+def labelled_batch():
+    labels = np.arange(BATCH) % CLASSES
+    return {
+        "image": jnp.asarray(real_images()[:BATCH]),
+        "c": jnp.asarray(np.eye(CLASSES, dtype=np.float32)[labels]),
+    }
+
+
+@pytest.fixture(scope="module")
+def ada_setup():
+    return task_setup(ada_config(), labelled_batch())
+
+
+def test_augmented_step_on_eight_devices_equals_one_device(ada_setup):
+    config, task, state, step_one, batch = ada_setup
+    assert set(task.batch_spec) == {"image", "c"} and task.batch_spec["c"].shape == (BATCH, 3)
+    assert float(state["ada"]["p"]) == pytest.approx(0.4)
+    step_eight = compiled_step(task, state, jax.devices())
+    one, m_one = jax.device_get(step_one(at_step(state, 0), batch))  # R1 through the pipe
+    eight, m_eight = jax.device_get(step_eight(at_step(state, 0), batch))
+    assert float(m_one["r1_penalty"][1]) == 1 and float(m_one["ada_rt"][1]) == 2 * BATCH
+    # Losses, gradient norms, R1, r_t: equal to float32 rounding.
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(m_one), jax.tree_util.tree_leaves(m_eight)
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+    # The state: the pipeline's resampling sums in another order over 8 shards, and Adam's
+    # update is about lr * g / |g|, so the rare weight whose gradient is near zero shows that
+    # rounding (measured up to 1e-4 on single weights, against steps of lr = 2.5e-3). All
+    # but a few elements agree to 1e-5, and none by half an Adam step.
+    flat = lambda t: np.concatenate(  # noqa: E731
+        [np.ravel(x).astype(np.float64) for x in jax.tree_util.tree_leaves(t)]
+    )
+    a, b = flat(one), flat(eight)
+    np.testing.assert_allclose(a, b, atol=1.25e-3)
+    off = ~np.isclose(a, b, rtol=1e-5, atol=1e-6)
+    assert off.mean() < 1e-3, f"{off.sum()} of {off.size} state values differ"
+    # The same step at another p is the same compiled function, and p changes what D sees.
+    other, _ = step_one(dict(at_step(state, 0), ada={**state["ada"], "p": jnp.float32(0.9)}), batch)
+    assert len(step_one.traces) == 1
+    assert not np.allclose(
+        other["d"]["params"]["b4"]["out"]["weight"], one["d"]["params"]["b4"]["out"]["weight"]
+    )
+
+
+def test_freeze_d_keeps_the_first_layers_as_the_official_code_counts_them(ada_setup):
+    config, task, state, step, batch = ada_setup
+    # resnet D at 16 px: b16 fromrgb conv0 conv1 skip, then b8 conv0 conv1 skip.
+    assert trainer.d_layers(config) == [
+        "b16/fromrgb", "b16/conv0", "b16/conv1", "b16/skip", "b8/conv0", "b8/conv1", "b8/skip",
+    ]  # fmt: skip
+    assert trainer.frozen_d_layers(config) == trainer.d_layers(config)[:5]
+    skip_d = set_fields(ada_config(), **{"model.d_architecture": "skip"})
+    assert trainer.d_layers(skip_d)[:4] == ["b16/fromrgb", "b16/conv0", "b16/conv1", "b8/fromrgb"]
+    new, _ = step(at_step(state, 0), batch)  # D main and R1 both update D
+    before, after = (jax.device_get(s["d"]["params"]) for s in (state, new))
+    frozen = {"b16/fromrgb", "b16/conv0", "b16/conv1", "b16/skip", "b8/conv0"}
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(before), jax.tree_util.tree_leaves(after)
+    ):
+        name = jax.tree_util.keystr(path, simple=True, separator="/")
+        layer = "/".join(name.split("/")[:2])
+        if layer in frozen:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            assert not np.array_equal(a, b), name
+    with pytest.raises(ValueError, match="freeze_d=-1"):
+        trainer.frozen_d_layers(set_fields(ada_config(), **{"train.freeze_d": -1}))
+
+
+def test_conditional_step_uses_the_labels(ada_setup):
+    """G and D take the one-hot labels: D's label mapping is trained, and the samples
+    cycle through the classes."""
+    config, task, state, step, batch = ada_setup
+    G, D = trainer.build_models(config)
+    assert (G.c_dim, D.c_dim) == (CLASSES, CLASSES)
+    assert trainer.generator_kwargs(config)["c_dim"] == CLASSES  # exported with the model
+    new, metrics = step(at_step(state, 1), batch)
+    assert np.isfinite(float(metrics["d_loss"]))
+    moved = jax.tree_util.tree_map(
+        lambda a, b: not np.array_equal(a, b),
+        state["d"]["params"]["mapping"],
+        new["d"]["params"]["mapping"],
+    )
+    assert all(jax.tree_util.tree_leaves(moved))
+    # Other labels, other D outputs.
+    img = batch["image"][:4]
+    c0, c1 = (jnp.asarray(np.eye(CLASSES)[[k] * 4], jnp.float32) for k in (0, 1))
+    assert not np.allclose(D.apply(new["d"], img, c0), D.apply(new["d"], img, c1))
+    assert task.samples(state).shape == (4, RES, RES, 3)
+
+
+def test_p_follows_the_logged_signs_and_is_checkpointed(tmp_path):
+    """p's update by hand from the logged r_t (one step per log line): every ada_interval
+    steps, p += sign(r_t - target) * batch * interval / (ada_kimg * 1000), clipped to [0, 1];
+    r_t counts D main's reals and, on R1 steps, R1's reals. p is in the checkpoint."""
+    config = tiny_config(
+        **{
+            "augment.preset": "color",  # any preset; the cheapest to compile
+            "augment.p": 0.5,
+            "augment.ada_interval": 2,
+            "augment.ada_kimg": 0.1,  # 8 * 2 / 100 = 0.16 per update
+            "num_steps": 4,
+            "log_every": 1,
+            "checkpoint_every": 1000,
+        }
+    )
+    state, history = run_training(tmp_path, config)
+    logged = dict(history)
+    p, total, count = 0.5, 0.0, 0
+    for k in range(4):
+        m = logged[k + 1]
+        assert m["augment_p"] == pytest.approx(p, abs=1e-7), k
+        n = BATCH * (2 if k % config.train.r1_interval == 0 else 1)
+        assert m["ada_rt"] * n == pytest.approx(round(m["ada_rt"] * n), abs=1e-4)  # signs
+        total, count = total + m["ada_rt"] * n, count + n
+        if (k + 1) % 2 == 0:
+            p = float(np.clip(p + np.sign(total / count - 0.6) * 0.16, 0, 1))
+            total, count = 0.0, 0
+    assert float(state["ada"]["p"]) == pytest.approx(p, abs=1e-6)
+    abstract = jax.eval_shape(trainer.make_task(config).init_state, jax.random.PRNGKey(0))
+    restored, _ = loop.restore_checkpoint(tmp_path, abstract)
+    assert float(restored["ada"]["p"]) == float(state["ada"]["p"])
+    assert float(restored["ada"]["rt_count"]) == 0.0  # the sums restart with each update
+
+
+def save_stylegan2_folder(path, config, state, names=("g_ema", "g", "d")):
+    from stylejax import model_format
+
+    kinds = {"g_ema": "generator", "g": "generator", "d": "discriminator"}
+    configs = {
+        "g_ema": trainer.generator_kwargs(config),
+        "g": trainer.generator_kwargs(config),
+        "d": trainer.discriminator_kwargs(config),
+    }
+    meta = {
+        "family": "stylegan2",
+        "format": "test",
+        "source": "test",
+        "networks": {n: {"kind": kinds[n], "config": configs[n]} for n in names},
+    }
+    model_format.save_model(path, {n: jax.device_get(state[n]) for n in names}, meta)
+
+
+def test_resume_initialises_g_g_ema_and_d_from_a_model_folder(tmp_path, caplog):
+    config = tiny_config()
+    task = trainer.make_task(config)
+    init = jax.jit(task.init_state)
+    source, fresh = init(jax.random.PRNGKey(1)), init(jax.random.PRNGKey(0))
+    save_stylegan2_folder(tmp_path / "all", config, source)
+    save_stylegan2_folder(tmp_path / "g_ema", config, source, names=("g_ema",))
+    resumed = trainer.make_task(
+        set_fields(tiny_config(), **{"model.resume": str(tmp_path / "all")})
+    )
+    state = resumed.prepare_state(fresh)
+    for name in ("g", "g_ema", "d"):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(state[name]), jax.tree_util.tree_leaves(source[name])
+        ):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert state["g_opt"] is fresh["g_opt"] and int(state["step"]) == 0
+    # A folder with only G_ema (a model exported here, or converted with the default --which):
+    # G starts from G_ema, D stays random, and the log says so.
+    only = trainer.make_task(set_fields(tiny_config(), **{"model.resume": str(tmp_path / "g_ema")}))
+    with caplog.at_level("WARNING"):
+        state = only.prepare_state(fresh)
+    assert "has no discriminator" in caplog.text
+    for a, b in zip(
+        jax.tree_util.tree_leaves(state["g"]), jax.tree_util.tree_leaves(source["g_ema"])
+    ):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree_util.tree_leaves(state["d"]), jax.tree_util.tree_leaves(fresh["d"])):
+        np.testing.assert_array_equal(a, b)
+    # A folder whose architecture differs names the fields and the flags to set.
+    wide = set_fields(
+        tiny_config(), **{"model.channel_max": 32, "model.resume": str(tmp_path / "all")}
+    )
+    with pytest.raises(ValueError, match=r"channels: the folder's \[16, 16, 8\], the config's"):
+        trainer.make_task(wide).prepare_state(fresh)
+    try:
+        trainer.make_task(wide).prepare_state(fresh)
+    except ValueError as e:
+        assert "--config.model.channel_base=128 --config.model.channel_max=16" in str(e)
+
+
+def test_ada_folder_variants_follow_the_auto_rules_and_need_a_folder():
+    c = stylegan2_configs.get_config("ada_folder")
+    assert (c.data.name, c.model.resolution, c.batch_size) == ("image_folder/256", 256, 16)
+    assert c.train.r1_gamma == pytest.approx(0.0002 * 256**2 / 16)  # 0.8192
+    assert (c.train.ema_kimg, c.train.ema_rampup, c.train.g_lr) == (5.0, 0.05, 0.0025)
+    assert (c.model.channel_base, c.model.mapping_layers, c.model.mbstd_group_size) == (
+        16384,
+        2,
+        4,
+    )
+    assert (c.augment.preset, c.augment.ada_target, c.eval.split, c.data.flip) == (
+        "bgc",
+        0.6,
+        "train",
+        True,
+    )
+    big = stylegan2_configs.get_config("ada_folder1024")
+    assert (big.batch_size, big.train.g_lr, big.model.channel_base) == (4, 0.002, 32768)
+    with pytest.raises(ValueError, match="--config.data.folder=/path/to/images"):
+        trainer.make_data(c)
+
+
+def test_labelled_folder_gives_one_hot_batches(tmp_path):
+    """data.use_labels: c_dim from the folder's classes (one sub-folder each), batches carry
+    one-hot labels; an image without a class is refused before training."""
+    from PIL import Image
+
+    from stylejax.data import image_folder
+
+    folder = tmp_path / "images"
+    for k, name in enumerate(("cats", "dogs")):
+        for i in range(4):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((32, 32, 3), 60 * k + 10 * i, np.uint8)).save(
+                folder / name / f"{i}.png"
+            )
+    config = tiny_config(
+        **{
+            "data.name": "image_folder/32",
+            "data.folder": str(folder),
+            "data.directory": str(tmp_path / "tfds"),
+            "data.use_labels": True,
+            "data.flip": False,
+        }
+    )
+    image_folder.resolve_config(config)
+    task = trainer.make_task(config)
+    assert config.model.c_dim == 2 and task.batch_spec["c"].shape == (BATCH, 2)
+    batches, _ = trainer.make_data(config)
+    batch = next(batches)
+    assert batch["c"].shape == (BATCH, 2) and set(batch["c"].sum(1)) == {1.0}
+    # Brightness tells the class apart here (cats 0-30, dogs 60-90).
+    dark = batch["image"].mean((1, 2, 3)) < (45 / 127.5 - 1)
+    np.testing.assert_array_equal(batch["c"][:, 0], dark.astype(np.float32))
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "stray.png")
+    config.model.c_dim = 0
+    with pytest.raises(ValueError, match="1 of 9 examples"):
+        trainer.make_data(config)
