@@ -354,6 +354,7 @@ def renderer_config(**overrides):
         "train.r1_gamma": 0.0,
         "train.pl_weight": 0.0,
         "train.style_mixing_prob": 0.0,
+        "train.feature_weight": 5.0,
         "model.z_dim": 24,  # at least the 22 factors
     }
     return tiny_config(**renderer, **overrides)
@@ -372,8 +373,12 @@ def test_renderer_objective_learns_rendered_batches(renderer_setup):
 
     config, task, state, step, batch = renderer_setup
     assert set(state) == {"step", "g", "g_ema", "g_opt"}
-    assert set(task.batch_spec) == {"z", "image"}
-    np.testing.assert_allclose(batch["image"], factor_latents.render_batch(batch["z"], RES))
+    assert set(task.batch_spec) == {"z", "image", "weight"}
+    image, labels = factor_latents.render_batch(batch["z"], RES, with_labels=True)
+    np.testing.assert_allclose(batch["image"], image)
+    mouth = labels == trainer.LABEL["mouth"]
+    assert mouth.any() and np.all(batch["weight"][..., 0][mouth] == 5.0)
+    assert np.all(batch["weight"][..., 0][labels == trainer.LABEL["skin"]] == 1.0)
     losses, s = [], state
     for _ in range(8):
         s, metrics = step(s, batch)
@@ -396,11 +401,21 @@ def test_renderer_objective_learns_rendered_batches(renderer_setup):
 def test_pyramid_l1_matches_numpy():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(2, 2, 16, 16, 3)).astype(np.float32)
-    expected = 0.0
+    weight = rng.uniform(1, 5, (2, 16, 16, 1)).astype(np.float32)
+    pool = lambda a, f: a.reshape(2, 16 // f, f, 16 // f, f, a.shape[-1]).mean((2, 4))
+    expected = uniform = 0.0
     for f in trainer.PYRAMID:
-        pool = lambda a, f=f: a.reshape(2, 16 // f, f, 16 // f, f, 3).mean((2, 4))
-        expected += np.mean(np.abs(pool(x) - pool(y)))
-    assert float(trainer.pyramid_l1(x, y)) == pytest.approx(expected, rel=1e-5)
+        error = np.abs(pool(x, f) - pool(y, f))
+        uniform += np.mean(error)
+        expected += np.mean(pool(weight, f) * error) / np.mean(pool(weight, f))
+    assert float(trainer.pyramid_l1(x, y)) == pytest.approx(uniform, rel=1e-5)
+    assert float(trainer.pyramid_l1(x, y, weight)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_renderer_lr_decays_by_a_cosine_over_the_last_part():
+    config = renderer_config(**{"train.lr_decay_start": 0.5, "num_steps": 100})
+    factors = [float(trainer.lr_factor(config, jnp.asarray(s))) for s in (0, 50, 75, 100)]
+    np.testing.assert_allclose(factors, [1.0, 1.0, 0.5, 0.0], atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- ADA, freezeD,

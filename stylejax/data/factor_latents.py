@@ -162,9 +162,13 @@ def factors_to_z(factors, z_dim) -> np.ndarray:
     return (t * np.sqrt(z_dim)).astype(np.float32)
 
 
-def render_batch(z, size) -> np.ndarray:
-    """G's target for latents z: [N, size, size, 3] float32 images in [-1, 1]."""
-    images = [
-        renderer.render(renderer.vector_to_factors(f), size)[0] for f in z_to_factor_vectors(z)
+def render_batch(z, size, with_labels=False):
+    """G's target for latents z: [N, size, size, 3] float32 images in [-1, 1] (and with
+    with_labels, their [N, size, size] uint8 part labels, stylejax.data.labels)."""
+    rendered = [
+        renderer.render(renderer.vector_to_factors(f), size) for f in z_to_factor_vectors(z)
     ]
-    return np.stack(images).astype(np.float32) / 127.5 - 1.0
+    images = np.stack([image for image, _ in rendered]).astype(np.float32) / 127.5 - 1.0
+    if with_labels:
+        return images, np.stack([labels for _, labels in rendered])
+    return images

@@ -44,6 +44,7 @@ import optax
 from absl import logging
 
 from stylejax import augment, images
+from stylejax.data.labels import LABEL
 from stylejax.models import stylegan2 as sg
 from stylejax.nn import torch_ops
 from stylejax.train import gan, loop
@@ -421,15 +422,31 @@ PYRAMID = (1, 2, 4, 8)
 LATENTS = "synthetic_faces_factors"  # config.json "latents" of a renderer-taught export  # the renderer objective's L1 scales (average-pool factors)
 
 
-def pyramid_l1(x, y):
-    """Σ over PYRAMID of the mean |x - y| after average pooling: the fine scale keeps edges
-    sharp, the coarse ones give a strong signal for where a shape is."""
+def pyramid_l1(x, y, weight=None):
+    """Σ over PYRAMID of the weighted mean |x - y| after average pooling (weight [N, H, W, 1],
+    pooled alike; None: uniform): the fine scale keeps edges sharp, the coarse ones give a
+    strong signal for where a shape is."""
+    if weight is None:
+        weight = jnp.ones(x.shape[:3] + (1,), x.dtype)
     total, prev = 0.0, 1
     for f in PYRAMID:
         if f > 1:
-            x, y = (torch_ops.avg_pool2d(a, f // prev) for a in (x, y))
-        total, prev = total + jnp.mean(jnp.abs(x - y)), f
+            x, y, weight = (torch_ops.avg_pool2d(a, f // prev) for a in (x, y, weight))
+        total, prev = total + jnp.mean(weight * jnp.abs(x - y)) / jnp.mean(weight), f
     return total
+
+
+# Eyes, brows, nose, mouth, lips and glasses: a few percent of the pixels that carry the
+# identity and the Smiling attribute; the renderer objective weighs them feature_weight ×.
+FEATURE_PARTS = ("nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")
+
+
+def lr_factor(config, step):
+    """The renderer objective's learning-rate factor: 1, then a cosine to 0 from
+    train.lr_decay_start × num_steps (a smaller step size for the fine details at the end)."""
+    start = config.train.lr_decay_start * config.num_steps
+    progress = jnp.clip((step - start) / max(config.num_steps - start, 1), 0.0, 1.0)
+    return 0.5 * (1 + jnp.cos(jnp.pi * progress))
 
 
 def init_renderer_state(config, G, g_tx, rng) -> dict[str, Any]:
@@ -454,12 +471,14 @@ def renderer_step(config, G, g_tx, state, batch):
             variables, batch["z"], update_w_avg=True, method=G.map, mutable=["buffers"]
         )
         img = synthesize(G, variables, ws, k_noise)
-        return pyramid_l1(img, batch["image"]), (img, updated["buffers"])
+        return pyramid_l1(img, batch["image"], batch["weight"]), (img, updated["buffers"])
 
     (loss, (img, buffers)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_vars["params"])
     updates, g_opt = g_tx.update(grads, state["g_opt"], g_vars["params"])
     # The mapping's ×0.01 equalized-lr multiplier suits adversarial training over millions
     # of images; supervised, its steps are scaled back up so it learns the factor map.
+    decay = lr_factor(config, step)
+    updates = jax.tree_util.tree_map(lambda u: u * decay, updates)
     scale = t.mapping_lr_scale
     updates = {
         **updates,
@@ -473,6 +492,7 @@ def renderer_step(config, G, g_tx, state, batch):
         "loss": loss,
         "psnr": 10 * jnp.log10(4.0 / mse),  # images span 2
         "g_grad_norm": global_norm(grads),
+        "lr_factor": decay,
     }
     new_state = {
         "step": step + 1,
@@ -512,6 +532,7 @@ def make_task(config, mesh=None, frozen: str = "load") -> loop.Task:
     batch_spec = {"image": jax.ShapeDtypeStruct((config.batch_size, res, res, 3), jnp.float32)}
     if renderer:
         batch_spec["z"] = jax.ShapeDtypeStruct((config.batch_size, config.model.z_dim), jnp.float32)
+        batch_spec["weight"] = jax.ShapeDtypeStruct((config.batch_size, res, res, 1), jnp.float32)
         return loop.Task(
             init_state=functools.partial(init_renderer_state, config, G, g_tx),
             train_step=functools.partial(renderer_step, config, G, g_tx),
@@ -705,7 +726,8 @@ def num_classes(config) -> int:
 
 
 def rendered_batches(config, prefetch=4):
-    """Endless per-process batches {"z", "image": render(factors(z))}, rendered ahead in a
+    """Endless per-process batches {"z", "image": render(factors(z)), "weight": the loss
+    weight per pixel (train.feature_weight on the facial features, else 1)}, rendered ahead in a
     background thread. Batch i draws its z from (seed, process, i), so runs repeat; a resumed
     run starts the sequence again (fresh renders of a continuous prior: no epoch to keep)."""
     import queue
@@ -720,8 +742,10 @@ def rendered_batches(config, prefetch=4):
         for i in itertools.count():
             rng = np.random.default_rng([config.seed, jax.process_index(), i])
             z = rng.standard_normal((n, config.model.z_dim)).astype(np.float32)
-            image = factor_latents.render_batch(z, config.model.resolution)
-            out.put({"z": z, "image": image})
+            image, labels = factor_latents.render_batch(z, config.model.resolution, True)
+            features = np.isin(labels, [LABEL[part] for part in FEATURE_PARTS])
+            weight = 1 + (config.train.feature_weight - 1) * features[..., None]
+            out.put({"z": z, "image": image, "weight": weight.astype(np.float32)})
 
     threading.Thread(target=work, daemon=True).start()
     while True:
