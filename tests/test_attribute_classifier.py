@@ -70,5 +70,13 @@ def test_cached_weights_are_reused_and_other_settings_retrain(trained, data_dir,
 
 
 def test_a_missing_attribute_is_named(data_dir, tmp_path):
-    with pytest.raises(ValueError, match=r"synthetic_faces/classifier32: no attribute \['Bald'\]"):
+    with pytest.raises(
+        ValueError, match=r"synthetic_faces/classifier32: no attribute 'Bald' \(it has"
+    ):
         ac.load_or_train(settings(data_dir, attributes=("Bald",), steps=1), tmp_path)
+
+
+def test_class_attributes_become_one_vs_rest_labels(data_dir):
+    s = settings(data_dir, attributes=("Smiling", "hair_color=2", "hair_color=0"), steps=1)
+    labels = ac.labels_of(s, {"Smiling": np.array([True, False]), "hair_color": np.array([2, 0])})
+    np.testing.assert_array_equal(labels, [[1, 1, 0], [0, 0, 1]])
