@@ -1,0 +1,220 @@
+"""ADA's point on a small data set: the default 32 px StyleGAN2 (configs/stylegan2.py) trained
+on the first 1,000 synthetic faces with and without ADA, at the same budget.
+
+  python tools/ada_experiment.py --steps 2000 --workdir runs/ada_experiment --out docs/ada
+
+For each run it logs r_t = E[sign(D(real))] over time (without ADA: the D main phase's reals,
+computed beside the step from the same D; with ADA: the heuristic the step adapts p with, on
+augmented reals, and p), then scores the EMA generator with the trainer's evaluation: the
+pixel Fréchet distance (16x16 pixels, tools/sample_quality.py's proxy) of 1,000 samples
+against 1,000 test faces, beside the 1,000 training faces' own distance (the floor). Writes
+OUT.json (curves and scores) and OUT.png (r_t and p against the step, drawn with PIL).
+
+ADA's speed is scaled to the budget: ada_kimg (thousands of images for p to move by one unit)
+defaults to 4 here instead of the official 500, which assumes runs of 25,000 kimg.
+"""
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from configs import stylegan2 as configs
+from stylejax.train import loop
+from stylejax.train import stylegan2 as trainer
+
+COLOURS = {"no ADA": (200, 60, 40), "ADA": (40, 90, 200), "p (ADA)": (40, 160, 80)}
+
+
+def make_config(args, ada: bool):
+    c = configs.get_config()
+    c.data.split = f"train[:{args.images}]"
+    c.num_steps = args.steps
+    c.log_every = args.log_every
+    c.checkpoint_every = args.steps
+    c.sample_every = args.steps
+    c.seed = args.seed
+    if ada:
+        c.augment.preset = args.preset
+        c.augment.ada_target = 0.6
+        c.augment.ada_kimg = args.ada_kimg
+    return c
+
+
+def with_plain_signs(task, config):
+    """The step plus metric "rt_plain": E[sign(D(real))] of the un-augmented batch under the
+    D that the step's D main phase uses (the state's)."""
+    _, D = trainer.build_models(config)
+
+    def train_step(state, batch, *frozen):
+        logits = D.apply(state["d"], batch["image"])
+        state, metrics = task.train_step(state, batch, *frozen)
+        return state, {**metrics, "rt_plain": jnp.mean(jnp.sign(logits))}
+
+    return dataclasses.replace(task, train_step=train_step)
+
+
+def run(args, ada: bool):
+    config = make_config(args, ada)
+    workdir = Path(args.workdir) / ("ada" if ada else "noaug")
+    loop.setup_jax()
+    task = with_plain_signs(trainer.make_task(config), config)
+    data, tf_iterator = trainer.make_data(config)
+    clock = []  # when each step's batch was taken: the run's wall time per step
+
+    def timed(batches):
+        for batch in batches:
+            clock.append(time.time())
+            yield batch
+
+    state, history = loop.run(task, config, workdir, timed(data), tf_iterator)
+    seconds = time.time() - clock[0]
+    scores = score(config, state, workdir)
+    curves = [
+        {k: m[k] for k in ("rt_plain", "ada_rt", "augment_p", "d_loss") if k in m}
+        | {"step": s, "seconds": round(clock[min(s, len(clock) - 1)] - clock[0], 1)}
+        for s, m in history
+        if "d_loss" in m
+    ]
+    return {
+        "config": {
+            "images": args.images,
+            "steps": args.steps,
+            "batch": config.batch_size,
+            "augment": config.augment.preset or "off",
+            "ada_kimg": config.augment.ada_kimg if ada else None,
+        },
+        "seconds": round(seconds),
+        "final_p": float(state["ada"]["p"]) if ada else None,
+        "scores": scores,
+        "curves": curves,
+    }
+
+
+def score(config, state, workdir) -> dict:
+    """The trainer's evaluation (pixel FD of 1,000 samples against 1,000 test faces, and the
+    training faces' own distance), plus D's memorisation: E[sign(D(x))] on the training
+    faces and on as many test faces, un-augmented (a D that has memorised its training set
+    calls those real and the unseen test faces less so)."""
+    from stylejax.data import pipeline
+
+    scores = dict(trainer.evaluate(config, state, workdir))
+    _, D = trainer.build_models(config)
+    d_logits = jax.jit(D.apply)
+    n = config.eval.num_examples  # 1,000: every training face of the default budget
+    for name, split in (("train", config.data.split), ("test", "test")):
+        signs = [
+            np.sign(np.asarray(d_logits(state["d"], b["image"])))
+            for b in pipeline.split_batches(
+                config.data.name, split, ("image",), batch_size=100, limit=n
+            )
+        ]
+        scores[f"d_sign_{name}"] = float(np.mean(np.concatenate(signs)))
+    return scores
+
+
+def rescore(args, name, results):
+    """Scores a finished run again from its workdir's last checkpoint (the curves stay)."""
+    config = make_config(args, name == "ada")
+    workdir = Path(args.workdir) / name
+    loop.setup_jax()
+    abstract = jax.eval_shape(trainer.make_task(config).init_state, jax.random.PRNGKey(0))
+    state, _ = loop.restore_checkpoint(workdir, abstract)
+    results[name]["scores"] = {k: float(v) for k, v in score(config, state, workdir).items()}
+
+
+def plot(results, path, width=720, height=420):
+    """r_t (and ADA's p) against the step, on a white canvas; the value axis spans the
+    curves (r_t lies in [-1, 1], p in [0, 1]) and marks ADA's target 0.6 dashed."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    left, right, top, bottom = 60, width - 20, 20, height - 60
+    steps = max(c["step"] for r in results.values() for c in r["curves"])
+    series = {
+        "no ADA": [(c["step"], c["rt_plain"]) for c in results["noaug"]["curves"]],
+        "ADA": [(c["step"], c["ada_rt"]) for c in results["ada"]["curves"]],
+        "p (ADA)": [(c["step"], c["augment_p"]) for c in results["ada"]["curves"]],
+    }
+    lo = min(0.0, np.floor(min(v for pts in series.values() for _, v in pts) * 5) / 5)
+
+    def xy(step, value):
+        x = left + (right - left) * step / steps
+        y = bottom - (bottom - top) * (value - lo) / (1.0 - lo)
+        return x, min(max(y, top), bottom)
+
+    draw.rectangle([left, top, right, bottom], outline="black")
+    for v in np.round(np.arange(lo, 1.01, 0.2), 1):
+        _, y = xy(0, v)
+        draw.line([left - 4, y, left, y], fill="black")
+        draw.text((left - 34, y - 6), f"{v:.1f}", fill="black")
+        if v == 0.6:  # ADA's target
+            for x in range(left, right, 8):
+                draw.line([x, y, x + 4, y], fill=(150, 150, 150))
+    for k in range(5):
+        step = round(steps * k / 4)
+        x, _ = xy(step, 0)
+        draw.line([x, bottom, x, bottom + 4], fill="black")
+        draw.text((x - 12, bottom + 8), str(step), fill="black")
+    draw.text(((left + right) // 2 - 15, bottom + 26), "step", fill="black")
+    for i, (name, points) in enumerate(series.items()):
+        colour = COLOURS[name]
+        draw.line([xy(s, v) for s, v in points], fill=colour, width=2)
+        label = {"no ADA": "r_t  without ADA", "ADA": "r_t  with ADA", "p (ADA)": "p  (ADA)"}[name]
+        x0 = left + 10 + 170 * i
+        draw.line([x0, height - 14, x0 + 24, height - 14], fill=colour, width=3)
+        draw.text((x0 + 30, height - 20), label, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def main():
+    logging.set_verbosity(logging.INFO)  # the loop's progress lines
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--images", type=int, default=1000, help="first N training faces")
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--ada-kimg", type=float, default=4.0)
+    parser.add_argument("--preset", default="bgc")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default="runs/ada_experiment")
+    parser.add_argument("--out", default="docs/ada", help="writes OUT.json and OUT.png")
+    parser.add_argument("--only", choices=("noaug", "ada"), help="run one of the two")
+    parser.add_argument(
+        "--rescore", action="store_true", help="score the finished runs in --workdir again"
+    )
+    args = parser.parse_args()
+    out = Path(args.out)
+    results_path = out.with_suffix(".json")
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for name in ("noaug", "ada"):
+        if args.only in (None, name):
+            if args.rescore:
+                rescore(args, name, results)
+            else:
+                results[name] = run(args, ada=name == "ada")
+            results_path.parent.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps(results, indent=1) + "\n")
+            print(name, json.dumps({k: v for k, v in results[name].items() if k != "curves"}))
+    if {"noaug", "ada"} <= set(results):
+        plot(results, out.with_suffix(".png"))
+        for name, r in results.items():
+            last = r["curves"][-1]
+            rt = last.get("ada_rt", last["rt_plain"])
+            print(
+                f"{name}: r_t {rt:.3f} at step {last['step']}, pixel FD "
+                f"{r['scores']['pixel_fd']:.2f} (floor {r['scores']['pixel_fd_floor']:.2f})"
+            )
+
+
+if __name__ == "__main__":
+    main()
