@@ -1,13 +1,15 @@
 """ADA's point on a small data set: the default 32 px StyleGAN2 (configs/stylegan2.py) trained
 on the first 1,000 synthetic faces with and without ADA, at the same budget.
 
-  python tools/ada_experiment.py --steps 2000 --workdir runs/ada_experiment --out docs/ada
+  python tools/ada_experiment.py --steps 5000 --log-every 100 --out docs/ada_1000faces
+  python tools/ada_experiment.py --images 100 --steps 2500 --log-every 100 --out docs/ada_100faces
 
 For each run it logs r_t = E[sign(D(real))] over time (without ADA: the D main phase's reals,
 computed beside the step from the same D; with ADA: the heuristic the step adapts p with, on
 augmented reals, and p), then scores the EMA generator with the trainer's evaluation: the
 pixel Fréchet distance (16x16 pixels, tools/sample_quality.py's proxy) of 1,000 samples
-against 1,000 test faces, beside the 1,000 training faces' own distance (the floor). Writes
+against 1,000 test faces, beside the training faces' own distance (the floor), and the final
+D's E[sign(D(x))] on the training faces and on unseen test faces (memorisation). Writes
 OUT.json (curves and scores) and OUT.png (r_t and p against the step, drawn with PIL).
 
 ADA's speed is scaled to the budget: ada_kimg (thousands of images for p to move by one unit)
