@@ -8,7 +8,6 @@ measured against the truth rather than by proxies.
 import os
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -27,14 +26,14 @@ def classifier_settings(size: int, data_dir=None) -> attribute_classifier.Settin
         data=f"synthetic_faces/{size}",
         attributes=CLASSIFIER_ATTRIBUTES,
         img_size=size,
-        steps=2000,  # at 600 steps Smiling reached 0.93 test accuracy beside the 5 hair logits
+        steps=2000,  # at 600 steps Smiling reached 0.93 test accuracy beside the 5 hair logits,
+        # at 2,000 0.9975 (Eyeglasses and every hair colour 1.000)
         data_dir=data_dir,
     )
 
 
 def classifier(size: int, folder=None, data_dir=None) -> attribute_classifier.AttributeClassifier:
-    """classifier_settings(size)'s classifier, trained on first use (about 4 CPU-minutes at
-    64 px) and cached in `folder` (default: $XDG_CACHE_HOME/stylejax/ or ~/.cache/stylejax/,
+    """classifier_settings(size)'s classifier, trained on first use and cached in `folder` (default: $XDG_CACHE_HOME/stylejax/ or ~/.cache/stylejax/,
     a folder per data set)."""
     if folder is None:
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -60,18 +59,14 @@ def factor_attributes(factors) -> dict[str, np.ndarray]:
     return {k: np.array([r[k] for r in rows]) for k in ("Smiling", "Eyeglasses", "hair_color")}
 
 
-def render(factors, size) -> np.ndarray:
-    """[N, size, size, 3] float32 in [-1, 1]: the renderer's image of each factor vector."""
-    out = [renderer.render(renderer.vector_to_factors(f), size)[0] for f in factors]
-    return np.stack(out).astype(np.float32) / 127.5 - 1.0
+render = factor_latents.render_factors  # [N, 22] factor vectors -> images in [-1, 1]
 
 
-def generate(G, variables, z, batch=100) -> np.ndarray:
-    """G(z) with the stored noise (deterministic), in batches."""
-    fn = jax.jit(lambda v, z: G.apply(v, z, noise_mode="const"))
-    return np.concatenate(
-        [np.asarray(fn(variables, z[i : i + batch])) for i in range(0, len(z), batch)]
-    )
+def generate(G, variables, z) -> np.ndarray:
+    """G(z) with the stored noise (deterministic), in fixed-size batches."""
+    from stylejax import stylegan2_generate
+
+    return stylegan2_generate.generate(G, variables, z, batch_size=100)
 
 
 def renderer_fidelity(G, variables, factors) -> dict[str, float]:
@@ -107,7 +102,7 @@ def renderer_taught(model_dir) -> bool:
     the synthetic faces' factors (config.json "latents")."""
     from stylejax import model_format
 
-    return model_format.read_config(model_dir).get("latents") == "synthetic_faces_factors"
+    return model_format.read_config(model_dir).get("latents") == factor_latents.LATENTS
 
 
 def test_factors(size, n, data_dir=None, name=None) -> np.ndarray:
@@ -151,12 +146,14 @@ def w_distance(codes, true) -> np.ndarray:
 
 def synthesize(G, variables, ws, batch: int = 32) -> np.ndarray:
     """G(ws) for W+ codes, with the stored noise (deterministic), in batches of one size
-    (the last padded), so any number of codes runs one compiled program."""
+    (stylegan2_generate pads the last), so any number of codes runs one compiled program."""
     from stylejax import stylegan2_generate
 
     ws = np.asarray(ws, np.float32)
-    padded = np.concatenate([ws, np.repeat(ws[-1:], -len(ws) % batch, 0)])
-    return stylegan2_generate.synthesize(G, variables, padded, "const", batch_size=batch)[: len(ws)]
+    n = len(ws)
+    if n < batch:  # it batches by min(batch, N): pad a short input up to one batch
+        ws = np.concatenate([ws, np.repeat(ws[-1:], batch - n, 0)])
+    return stylegan2_generate.synthesize(G, variables, ws, "const", batch_size=batch)[:n]
 
 
 def _resize(images, size: int) -> np.ndarray:
@@ -338,12 +335,9 @@ class SmileEdits:
         true_flip = true_ws(G, variables, flip_smile(factors))
         self.delta = true_flip.astype(np.float64) - self.true
         size = G.img_resolution
-        faces = [renderer.render(renderer.vector_to_factors(f), size) for f in factors]
-        face = np.stack([f[0] for f in faces]).astype(np.float32) / 127.5 - 1.0
+        face, labels = render(factors, size, with_labels=True)
         self.truth = render(flip_smile(factors), size)
-        self.region = synthetic_faces.smile_region(
-            np.stack([f[1] for f in faces]), face, self.truth
-        )
+        self.region = synthetic_faces.smile_region(labels, face, self.truth)
         self.unedited = np.clip(synthesize(G, variables, self.true), -1, 1)
         exact = np.clip(synthesize(G, variables, true_flip), -1, 1)
         psnr = metrics.MaskedPSNR()
@@ -416,6 +410,6 @@ def tool_test_factors(model_dir, size, n, name=None, data_dir=None) -> np.ndarra
     if not renderer_taught(model_dir):
         raise ValueError(
             f"{model_dir}: not taught the renderer (its config.json has no "
-            f'"latents": "synthetic_faces_factors"), so the test faces have no true latents'
+            f'"latents": "{factor_latents.LATENTS}"), so the test faces have no true latents'
         )
     return test_factors(size, n, data_dir, name)

@@ -42,7 +42,7 @@ def export(folder, g_config, variables, taught=True):
     """A model folder of the generator, marked renderer-taught (or not) as stylegan2's
     export marks it."""
     config = config_dict.ConfigDict(dict(method="stylegan2", variant="test"))
-    extra = {"latents": "synthetic_faces_factors"} if taught else {}
+    extra = {"latents": factor_latents.LATENTS} if taught else {}
     networks = {"g_ema": ("generator", g_config, variables)}
     model_format.save_trained(folder, config, 0, "stylegan2", networks, **extra)
     return str(folder)

@@ -715,3 +715,11 @@ def test_labelled_folder_gives_one_hot_batches(tmp_path):
     config.model.c_dim = 0
     with pytest.raises(ValueError, match="1 of 9 examples"):
         trainer.make_data(config)
+
+
+def test_rendered_batches_refuse_a_z_too_small_for_the_factors():
+    config = renderer_config()
+    config.model.z_dim = 16
+    batches = trainer.rendered_batches(config)
+    with pytest.raises(ValueError, match="z_dim 16 is below the 22 factors"):
+        next(batches)

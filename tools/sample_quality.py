@@ -13,7 +13,7 @@ perfect generator would reach) and from a randomly initialised generator (a ceil
 scores it against the truth (stylejax.ground_truth): PSNR/SSIM of G(z) against
 render(factors(z)) on the --n first test faces' true latents, and on 1,000 samples the
 attribute classifier's agreement with factors(z) on Smiling, Eyeglasses and hair colour (the
-classifier trains on first use, ~4 CPU-minutes, and is cached).
+classifier trains on first use, 2,000 steps, and is cached).
 """
 
 import argparse

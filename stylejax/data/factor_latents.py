@@ -31,6 +31,9 @@ import numpy as np
 from stylejax.data import face_renderer as renderer
 
 NUM_FACTORS = len(renderer.FACTOR_NAMES)
+# An exported generator's config.json "latents" when its z is this map's (train.objective
+# "renderer"): what stylejax.ground_truth looks for before scoring against the truth.
+LATENTS = "synthetic_faces_factors"
 
 # name -> ("uniform", lo, hi) | ("categorical", k) | ("smile",) | ("bernoulli", p):
 # sample_factors' prior, written as data (tests check the two agree).
@@ -61,7 +64,7 @@ PRIOR = {
 SMILE_LOW, SMILE_HIGH = 0.35, 0.65  # the smile's two ranges: [0, 0.35] and [0.65, 1]
 
 
-def _check_z_dim(z_dim):
+def check_z_dim(z_dim):
     if z_dim < NUM_FACTORS:
         raise ValueError(f"z_dim {z_dim} is below the {NUM_FACTORS} factors it must carry")
 
@@ -77,7 +80,7 @@ def z_to_uniforms(z) -> np.ndarray:
     """[N, z_dim] latents -> [N, 22] uniforms u_i (see the module docstring)."""
     z = np.asarray(z, np.float64)
     n = z.shape[-1]
-    _check_z_dim(n)
+    check_z_dim(n)
     t = z[:, :NUM_FACTORS] / np.linalg.norm(z, axis=-1, keepdims=True)
     return np.asarray(_sphere_cdf(jnp.asarray(t, jnp.float32), n), np.float64)
 
@@ -147,7 +150,7 @@ def _uniforms_to_sphere(u, n, iterations=40):
 def factors_to_z(factors, z_dim) -> np.ndarray:
     """[N, 22] factor vectors -> [N, z_dim] latents of unit rms whose factors they are (the
     "true latent" of a face). Coordinates past the 22nd get a fixed direction."""
-    _check_z_dim(z_dim)
+    check_z_dim(z_dim)
     f = np.atleast_2d(np.asarray(factors, np.float64))
     t = _uniforms_to_sphere(factor_vectors_to_uniforms(f), z_dim)
     rest = z_dim - NUM_FACTORS
@@ -163,11 +166,14 @@ def factors_to_z(factors, z_dim) -> np.ndarray:
 
 
 def render_batch(z, size, with_labels=False):
-    """G's target for latents z: [N, size, size, 3] float32 images in [-1, 1] (and with
+    """G's target for latents z: render_factors of their factors."""
+    return render_factors(z_to_factor_vectors(z), size, with_labels)
+
+
+def render_factors(factors, size, with_labels=False):
+    """[N, size, size, 3] float32 images in [-1, 1] of [N, 22] factor vectors (and with
     with_labels, their [N, size, size] uint8 part labels, stylejax.data.labels)."""
-    rendered = [
-        renderer.render(renderer.vector_to_factors(f), size) for f in z_to_factor_vectors(z)
-    ]
+    rendered = [renderer.render(renderer.vector_to_factors(f), size) for f in factors]
     images = np.stack([image for image, _ in rendered]).astype(np.float32) / 127.5 - 1.0
     if with_labels:
         return images, np.stack([labels for _, labels in rendered])

@@ -44,6 +44,7 @@ import optax
 from absl import logging
 
 from stylejax import augment, images
+from stylejax.data import factor_latents
 from stylejax.data.labels import LABEL
 from stylejax.models import stylegan2 as sg
 from stylejax.nn import torch_ops
@@ -418,8 +419,7 @@ def ada_update(config, ada, new_step, signs, count):
     }
 
 
-PYRAMID = (1, 2, 4, 8)
-LATENTS = "synthetic_faces_factors"  # config.json "latents" of a renderer-taught export  # the renderer objective's L1 scales (average-pool factors)
+PYRAMID = (1, 2, 4, 8)  # the renderer objective's L1 scales (average-pool factors)
 
 
 def pyramid_l1(x, y, weight=None):
@@ -475,10 +475,10 @@ def renderer_step(config, G, g_tx, state, batch):
 
     (loss, (img, buffers)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_vars["params"])
     updates, g_opt = g_tx.update(grads, state["g_opt"], g_vars["params"])
+    decay = lr_factor(config, step)  # Adam's steps are proportional to the lr
+    updates = jax.tree_util.tree_map(lambda u: u * decay, updates)
     # The mapping's ×0.01 equalized-lr multiplier suits adversarial training over millions
     # of images; supervised, its steps are scaled back up so it learns the factor map.
-    decay = lr_factor(config, step)
-    updates = jax.tree_util.tree_map(lambda u: u * decay, updates)
     scale = t.mapping_lr_scale
     updates = {
         **updates,
@@ -729,27 +729,33 @@ def rendered_batches(config, prefetch=4):
     """Endless per-process batches {"z", "image": render(factors(z)), "weight": the loss
     weight per pixel (train.feature_weight on the facial features, else 1)}, rendered ahead in a
     background thread. Batch i draws its z from (seed, process, i), so runs repeat; a resumed
-    run starts the sequence again (fresh renders of a continuous prior: no epoch to keep)."""
+    run starts the sequence again (fresh renders of a continuous prior: no epoch to keep).
+    An error in the thread is raised here, not left to hang the training loop."""
     import queue
     import threading
 
-    from stylejax.data import factor_latents
-
+    factor_latents.check_z_dim(config.model.z_dim)
     n = config.batch_size // jax.process_count()
     out = queue.Queue(maxsize=prefetch)
 
     def work():
-        for i in itertools.count():
-            rng = np.random.default_rng([config.seed, jax.process_index(), i])
-            z = rng.standard_normal((n, config.model.z_dim)).astype(np.float32)
-            image, labels = factor_latents.render_batch(z, config.model.resolution, True)
-            features = np.isin(labels, [LABEL[part] for part in FEATURE_PARTS])
-            weight = 1 + (config.train.feature_weight - 1) * features[..., None]
-            out.put({"z": z, "image": image, "weight": weight.astype(np.float32)})
+        try:
+            for i in itertools.count():
+                rng = np.random.default_rng([config.seed, jax.process_index(), i])
+                z = rng.standard_normal((n, config.model.z_dim)).astype(np.float32)
+                image, labels = factor_latents.render_batch(z, config.model.resolution, True)
+                features = np.isin(labels, [LABEL[part] for part in FEATURE_PARTS])
+                weight = 1 + (config.train.feature_weight - 1) * features[..., None]
+                out.put({"z": z, "image": image, "weight": weight.astype(np.float32)})
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            out.put(e)
 
     threading.Thread(target=work, daemon=True).start()
     while True:
-        yield out.get()
+        batch = out.get()
+        if isinstance(batch, BaseException):
+            raise batch
+        yield batch
 
 
 def make_data(config):
@@ -909,5 +915,6 @@ def export(config, state, out_dir) -> dict:
     step = int(jax.device_get(state["step"]))
     # A renderer-taught G's z is the synthetic faces' factors (data.factor_latents): tools
     # that score against the truth (stylejax.ground_truth) look for this key.
-    extra = {"latents": LATENTS} if config.train.objective == "renderer" else {}
+    renderer = config.train.objective == "renderer"
+    extra = {"latents": factor_latents.LATENTS} if renderer else {}
     return model_format.save_trained(out_dir, config, step, "stylegan2", {"g_ema": g_ema}, **extra)
