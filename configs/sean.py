@@ -58,6 +58,9 @@ def get_config(variant: str = ""):
     c.train.decay_start_fraction = 0.5  # niter / (niter + niter_decay): then linear to 0
     c.train.lambda_feat = 10.0
     c.train.lambda_vgg = 10.0
+    # Ours, not the paper's: a multi-scale pixel L1 to the style image (metrics.pyramid_l1).
+    # 0 is the official recipe; the VGG loss it stands in for needs ImageNet weights.
+    c.train.lambda_l1 = 0.0
     c.train.vgg_weights = ""  # torchvision vgg19-dcbb9e9d.pth; empty: VGG loss off (logged)
 
     c.eval = config_dict.ConfigDict()

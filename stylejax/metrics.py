@@ -27,6 +27,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from stylejax.models import irse
+from stylejax.nn import torch_ops
 
 
 def _sqrtm_psd(m):
@@ -151,6 +152,23 @@ def pixel_features(images, size: int = 16) -> np.ndarray:
         raise ValueError(f"image size {h}x{w} must be a multiple of {size}")
     x = x.reshape(n, size, h // size, size, w // size, c).mean(axis=(2, 4))
     return x.reshape(n, -1)
+
+
+PYRAMID = (1, 2, 4, 8)  # pyramid_l1's scales (average-pool factors)
+
+
+def pyramid_l1(x, y, weight=None):
+    """Σ over PYRAMID of the weighted mean |x - y| after average pooling (weight [N, H, W, 1],
+    pooled alike; None: uniform): the fine scale keeps edges sharp, the coarse ones give a
+    strong signal for where a shape is."""
+    if weight is None:
+        weight = jnp.ones(x.shape[:3] + (1,), x.dtype)
+    total, prev = 0.0, 1
+    for f in PYRAMID:
+        if f > 1:
+            x, y, weight = (torch_ops.avg_pool2d(a, f // prev) for a in (x, y, weight))
+        total, prev = total + jnp.mean(weight * jnp.abs(x - y)) / jnp.mean(weight), f
+    return total
 
 
 # ---------------------------------------------------------------------------------------------

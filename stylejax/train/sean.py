@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from stylejax import images
+from stylejax import images, metrics
 from stylejax.data.labels import PALETTE
 from stylejax.models import sean
 from stylejax.models import vgg19 as vgg_lib
@@ -169,6 +169,10 @@ def train_step(config, G, D, vgg, g_tx, d_tx, state, batch, vgg_variables=None):
         feat = feature_matching(outputs, n)
         loss = gan + t.lambda_feat * feat
         parts = {"g_gan": gan, "g_feat": feat}
+        if t.lambda_l1:
+            l1 = metrics.pyramid_l1(fake, real)
+            loss = loss + t.lambda_l1 * l1
+            parts["g_l1"] = l1
         if vgg is not None:
             perceptual = vgg_lib.perceptual_loss(vgg, vgg_variables, fake, real)
             loss = loss + t.lambda_vgg * perceptual
@@ -205,7 +209,7 @@ def train_step(config, G, D, vgg, g_tx, d_tx, state, batch, vgg_variables=None):
     updates, d_opt = d_tx.update(d_grads, state["d_opt"], d_vars["params"])
     d_vars = {**d_vars, **d_updates, "params": optax.apply_updates(d_vars["params"], updates)}
 
-    metrics = {
+    scalars = {
         "g_loss": g_loss,
         **g_parts,
         "d_loss": d_loss,
@@ -219,7 +223,7 @@ def train_step(config, G, D, vgg, g_tx, d_tx, state, batch, vgg_variables=None):
     }
     new_state = {**state, "step": state["step"] + 1, "g": g_vars, "d": d_vars}
     new_state.update(g_opt=g_opt, d_opt=d_opt)
-    return new_state, metrics
+    return new_state, scalars
 
 
 def flat_norm(tree):
@@ -362,8 +366,6 @@ def evaluate(config, state, workdir, *, num_examples=None, inception=None) -> di
     Inception (`inception`: (module, variables), else config.eval.inception_weights when
     set), also the FID between the reconstructions and the images, as SEAN's paper
     measures it."""
-    from stylejax import metrics
-
     num = num_examples or config.eval.num_examples
     G, _ = build_models(config)
     g_vars = jax.device_get(state["g"])

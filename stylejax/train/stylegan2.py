@@ -46,8 +46,8 @@ from absl import logging
 from stylejax import augment, images
 from stylejax.data import factor_latents
 from stylejax.data.labels import LABEL
+from stylejax.metrics import pyramid_l1
 from stylejax.models import stylegan2 as sg
-from stylejax.nn import torch_ops
 from stylejax.train import gan, loop
 
 
@@ -417,23 +417,6 @@ def ada_update(config, ada, new_step, signs, count):
         "rt_sum": jnp.where(due, zero, rt_sum),
         "rt_count": jnp.where(due, zero, rt_count),
     }
-
-
-PYRAMID = (1, 2, 4, 8)  # the renderer objective's L1 scales (average-pool factors)
-
-
-def pyramid_l1(x, y, weight=None):
-    """Σ over PYRAMID of the weighted mean |x - y| after average pooling (weight [N, H, W, 1],
-    pooled alike; None: uniform): the fine scale keeps edges sharp, the coarse ones give a
-    strong signal for where a shape is."""
-    if weight is None:
-        weight = jnp.ones(x.shape[:3] + (1,), x.dtype)
-    total, prev = 0.0, 1
-    for f in PYRAMID:
-        if f > 1:
-            x, y, weight = (torch_ops.avg_pool2d(a, f // prev) for a in (x, y, weight))
-        total, prev = total + jnp.mean(weight * jnp.abs(x - y)) / jnp.mean(weight), f
-    return total
 
 
 # Eyes, brows, nose, mouth, lips and glasses: a few percent of the pixels that carry the
