@@ -42,6 +42,10 @@ def make_config(args, ada: bool):
     c.checkpoint_every = args.steps
     c.sample_every = args.steps
     c.seed = args.seed
+    c.model.channel_base = args.channel_base
+    c.model.channel_max = args.channel_max
+    if args.r1_gamma is not None:
+        c.train.r1_gamma = args.r1_gamma
     if ada:
         c.augment.preset = args.preset
         c.augment.ada_target = 0.6
@@ -89,6 +93,9 @@ def run(args, ada: bool):
             "images": args.images,
             "steps": args.steps,
             "batch": config.batch_size,
+            "channel_base": config.model.channel_base,
+            "channel_max": config.model.channel_max,
+            "r1_gamma": config.train.r1_gamma,
             "augment": config.augment.preset or "off",
             "ada_kimg": config.augment.ada_kimg if ada else None,
         },
@@ -188,6 +195,12 @@ def main():
     parser.add_argument("--ada-kimg", type=float, default=4.0)
     parser.add_argument("--preset", default="bgc")
     parser.add_argument("--seed", type=int, default=0)
+    defaults = configs.get_config().model
+    parser.add_argument("--channel-base", type=int, default=defaults.channel_base)
+    parser.add_argument(
+        "--channel-max", type=int, default=defaults.channel_max, help="G's and D's widest layer"
+    )
+    parser.add_argument("--r1-gamma", type=float, help="R1 weight (default: the config's)")
     parser.add_argument("--workdir", default="runs/ada_experiment")
     parser.add_argument("--out", default="docs/ada", help="writes OUT.json and OUT.png")
     parser.add_argument("--only", choices=("noaug", "ada"), help="run one of the two")

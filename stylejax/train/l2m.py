@@ -233,14 +233,23 @@ def train_step(config, model, D, g_tx, d_tx, state, batch):
     )
 
     def d_loss_fn(dp):
-        logits = D.apply(
-            {"params": dp}, jnp.concatenate([x, fakes]), jnp.concatenate([y, fake_labels])
-        )
+        all_logits = D.apply({"params": dp}, jnp.concatenate([x, fakes]))
+        labels = jnp.concatenate([y, fake_labels])
+        logits = jnp.take_along_axis(all_logits, labels[:, None], axis=1)[:, 0]
         real = gan.logistic_loss(logits[:n], True)
         fake = gan.logistic_loss(logits[n:], False)
         # StarGAN v2's R1: 0.5 · mean over the samples of ‖∇_x D(x, y)‖².
         r1 = 0.5 * jnp.mean(gan.r1_penalty(lambda v: D.apply({"params": dp}, v, y), x))
-        return real + fake + t.lambda_reg * r1, {"d_real": real, "d_fake": fake, "r1": r1}
+        loss = real + fake + t.lambda_reg * r1
+        terms = {"d_real": real, "d_fake": fake, "r1": r1}
+        if t.lambda_dom:
+            # Ours: a real image is fake for every other domain's head, so that D learns the
+            # domains from the first step instead of waiting for G's edits to differ.
+            wrong = 1.0 - jax.nn.one_hot(y, all_logits.shape[1])
+            dom = jnp.sum(wrong * jax.nn.softplus(all_logits[:n])) / jnp.sum(wrong)
+            loss = loss + t.lambda_dom * dom
+            terms["d_wrong_domain"] = dom
+        return loss, terms
 
     (d_loss, d_terms), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
     g_updates, g_opt = g_tx.update(g_grads, state["g_opt"], state["params"])

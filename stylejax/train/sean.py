@@ -27,7 +27,7 @@ import optax
 from absl import logging
 
 from stylejax import images, metrics
-from stylejax.data.labels import PALETTE
+from stylejax.data.labels import LABEL, PALETTE
 from stylejax.models import sean
 from stylejax.models import vgg19 as vgg_lib
 from stylejax.train import loop
@@ -365,7 +365,9 @@ def evaluate(config, state, workdir, *, num_examples=None, inception=None) -> di
     config.eval.split, with a (mask | image | output) grid in workdir/eval/. With the FID
     Inception (`inception`: (module, variables), else config.eval.inception_weights when
     set), also the FID between the reconstructions and the images, as SEAN's paper
-    measures it."""
+    measures it. On labels with a hair class, also the hair-style transfer of the first
+    batch (each image takes its batch-mate's hair code; region_transfer_scores) as
+    hair_transfer/*: its psnr_outside is what the transfer leaves of the rest."""
     num = num_examples or config.eval.num_examples
     G, _ = build_models(config)
     g_vars = jax.device_get(state["g"])
@@ -399,6 +401,7 @@ def evaluate(config, state, workdir, *, num_examples=None, inception=None) -> di
             fake_feats.append(np.asarray(features(out)))
         if first is None:
             first = np.asarray(triplets(batch["segmentation"], batch["image"], out))
+            first_batch = batch
         seen += len(psnr)
         if seen >= num:
             break
@@ -408,6 +411,12 @@ def evaluate(config, state, workdir, *, num_examples=None, inception=None) -> di
             metrics.frechet_distance(np.concatenate(real_feats), np.concatenate(fake_feats))
         )
     result["num_examples"] = float(seen)
+    if config.model.label_nc > LABEL["hair"]:
+        seg, img = first_batch["segmentation"], first_batch["image"]
+        b_seg, b_img = np.roll(seg, 1, axis=0), np.roll(img, 1, axis=0)
+        rng = jax.random.PRNGKey(config.seed)
+        hair = region_transfer_scores(G, g_vars, seg, img, b_seg, b_img, LABEL["hair"], rng)
+        result.update({f"hair_transfer/{k}": float(v) for k, v in hair.items()})
     images.save_grid(first[: 3 * 8], Path(workdir) / "eval" / "reconstructions.png", 3, 1)
     logging.info("SEAN eval on %s/%s: %s", config.data.name, config.eval.split, result)
     return result
