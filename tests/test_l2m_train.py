@@ -149,6 +149,23 @@ def test_step_updates_every_network_and_reports_each_loss(setup, one_device_step
     assert any(not np.array_equal(a, b) for a, b in zip(d_before, d_after))
 
 
+def test_wrong_domain_term_teaches_the_discriminator_the_domains(setup):
+    """λ_dom: every other domain's head calls a real image fake; the term is the mean
+    softplus of those logits, added to D's loss (not to G's)."""
+    config, _, state, batch = setup
+    config = config.copy_and_resolve_references()
+    config.train.lambda_dom = 0.5
+    task = trainer.make_task(config)
+    _, metrics = jax.jit(task.train_step, compiler_options=FAST_COMPILE)(state, batch)
+    _, D = trainer.build_models(config)
+    logits = np.asarray(D.apply({"params": state["d"]}, batch["image"]))
+    wrong = np.arange(logits.shape[1])[None, :] != batch["domain"][:, None]
+    want = np.mean(np.logaddexp(0.0, logits[wrong]))
+    assert metrics["d_wrong_domain"] == pytest.approx(want, rel=1e-5)
+    d_loss = metrics["d_real"] + metrics["d_fake"] + config.train.lambda_reg * metrics["r1"]
+    assert metrics["d_loss"] == pytest.approx(d_loss + 0.5 * want, rel=1e-5)
+
+
 def test_ds_weight_decays_to_zero():
     config = tiny_config()
     config.train.ds_iter = 100

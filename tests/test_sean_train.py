@@ -16,6 +16,7 @@ from tracing import counting_traces
 
 from configs import sean as sean_config
 from stylejax.convert import sean as convert_sean
+from stylejax.data.labels import LABEL
 from stylejax.model_format import CheckpointError, load_pretrained
 from stylejax.models import sean, vgg19
 from stylejax.train import loop
@@ -203,10 +204,13 @@ def test_export_writes_the_generator_for_load_pretrained(tmp_path):
 def test_configs():
     c = sean_config.get_config()
     assert (c.method, c.model.label_nc, c.data.name) == ("sean", 19, "synthetic_faces/64")
-    assert (c.train.g_lr, c.train.d_lr, c.train.beta1) == (1e-4, 4e-4, 0.0)
+    # The CPU default's own choices: G's lr and the pyramid L1.
+    assert (c.train.g_lr, c.train.d_lr, c.train.beta1, c.train.lambda_l1) == (4e-4, 4e-4, 0, 10)
     assert (c.train.lambda_feat, c.train.lambda_vgg) == (10.0, 10.0)
     big = sean_config.get_config("celebamaskhq")
     assert (big.model.resolution, big.model.ngf, big.model.style_length) == (256, 64, 512)
+    # The official recipe: TTUR lr, no pixel loss.
+    assert (big.train.g_lr, big.train.d_lr, big.train.lambda_l1) == (1e-4, 4e-4, 0.0)
     with pytest.raises(ValueError, match="unknown variant 'ffhq'"):
         sean_config.get_config("ffhq")
 
@@ -300,9 +304,17 @@ def test_evaluation_scores_reconstructions_and_their_fid(tmp_path, monkeypatch):
     def reconstruct(G, g_vars, segmentation, image, label_nc, rng):
         return 0.5 * image + 0.1 * jax.random.normal(rng, image.shape)
 
+    transfers = []
+
+    def region_transfer_scores(G, g_vars, labels_a, image_a, labels_b, image_b, region, rng):
+        transfers.append((labels_a, image_a, labels_b, image_b, region))
+        return {"pairs": len(image_a), "psnr_outside": 30.0}
+
     monkeypatch.setattr(train_sean, "reconstruct", reconstruct)
+    monkeypatch.setattr(train_sean, "region_transfer_scores", region_transfer_scores)
     data = SyntheticFacesConfig(name="sean_eval32", resolution=SIZE, num_train=8, num_test=24)
     c = tiny_config()
+    c.model.label_nc = 19  # with a hair class: the evaluation scores the hair transfer
     c.data.name = f"synthetic_faces/{data.name}"
     c.data.directory = build_synthetic_faces(data, tmp_path / "tfds")
     c.eval.batch_size = 8
@@ -328,3 +340,10 @@ def test_evaluation_scores_reconstructions_and_their_fid(tmp_path, monkeypatch):
     want = metrics.frechet_distance(np.asarray(features(x)), np.asarray(features(out)))
     assert result["fid"] == pytest.approx(want, rel=1e-4) and result["fid"] > 0
     assert (tmp_path / "eval" / "reconstructions.png").is_file()
+    # The first batch's hair styles move to each image from its batch-mate.
+    ((labels_a, image_a, labels_b, image_b, region),) = transfers
+    assert region == LABEL["hair"]
+    np.testing.assert_array_equal(image_a, batches[0]["image"])
+    np.testing.assert_array_equal(image_b, np.roll(batches[0]["image"], 1, axis=0))
+    np.testing.assert_array_equal(labels_b, np.roll(batches[0]["segmentation"], 1, axis=0))
+    assert result["hair_transfer/pairs"] == 8 and result["hair_transfer/psnr_outside"] == 30
