@@ -48,6 +48,7 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
             "edits.png",
             "fitted_edit.png",
             "projection.png",
+            "sean_hair_transfer.png",
             "targets.png",
         ],
     }[name]

@@ -363,27 +363,26 @@ else:
         """\
 ## SEAN region styles and L2M attribute edits
 
-SEAN (`SEAN_MODEL`: a converted `latest_net_G.pth` or an exported training run) encodes
-one style per segmentation region; here the hair style of one synthetic face is moved onto
-another (the synthetic-faces data set, with its 19-class masks, is built on first use, about a
-minute). L2M-GAN (`L2M_MODEL`: a converted `*_nets_ema.ckpt` or an exported run) edits an
+SEAN (`SEAN_MODEL`: the shipped synthetic-faces model, a converted `latest_net_G.pth` or an
+exported training run) encodes one style per segmentation region; here the hair style of one
+synthetic test face is moved onto another (both rendered with their 19-class masks). L2M-GAN (`L2M_MODEL`: a converted `*_nets_ema.ckpt` or an exported run) edits an
 attribute from domain 0 to domain 1 (e.g. not smiling → smiling) with strength `ALPHA`.""",
     ),
     (
         "code",
         """\
-SEAN_MODEL = os.environ.get("STYLEJAX_SEAN_MODEL", "")  # @param {type:"string"}
+# The shipped SEAN model; set STYLEJAX_SEAN_MODEL (or this line) to use another.
+SEAN_MODEL = os.environ.get("STYLEJAX_SEAN_MODEL", str(SHIPPED.parent / "sean_synthetic64"))
 if SEAN_MODEL:
-    from stylejax.data import pipeline
+    from stylejax.data import face_renderer, synthetic_faces
     from stylejax.data.labels import LABEL
     from stylejax.models import sean
 
     G_sean, sean_vars = load_pretrained(SEAN_MODEL)
-    ds = pipeline.make_dataset("synthetic_faces/64", global_batch_size=2, split="test",
-                               seed=None, keys=("image", "segmentation"), flip=False,
-                               repeat=False, process_index=0, process_count=1)
-    example = next(iter(ds))
-    img, lab = np.asarray(example["image"]), np.asarray(example["segmentation"])
+    faces = [face_renderer.render(synthetic_faces.example_factors(0, "test", i), 64)
+             for i in (0, 3)]
+    img = np.stack([f[0] for f in faces]).astype(np.float32) / 127.5 - 1.0
+    lab = np.stack([f[1] for f in faces]).astype(np.int32)
     # A model with fewer than the data set's 19 classes sees the rest merged into its last.
     lab = np.minimum(lab, G_sean.label_nc - 1)
     hair = LABEL["hair"] if LABEL["hair"] < G_sean.label_nc else G_sean.label_nc - 1
@@ -397,7 +396,7 @@ if SEAN_MODEL:
             synth(sean_vars, one_hot[:1], mixed)]
     show(np.concatenate(rows), cols=4, name="sean_hair_transfer")  # A, B, G(A), A + B's hair
 else:
-    print("SEAN_MODEL not set: skipping SEAN")
+    print("SEAN_MODEL empty: skipping SEAN")
 
 L2M_MODEL = os.environ.get("STYLEJAX_L2M_MODEL", "")  # @param {type:"string"}
 ALPHA = 0.75  # @param {type:"slider", min:0, max:1.5, step:0.05}

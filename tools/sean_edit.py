@@ -1,13 +1,15 @@
 """SEAN editing grids: reconstruction, per-region style transfer, mask painting, region-style
 interpolation and per-ResBlk style crossover, on two images A and B of a data set.
 
-  python tools/sean_edit.py --network runs/sean/model --a 3 --b 7 --regions hair,u_lip \\
-      --outdir out/sean_edit
+  python tools/sean_edit.py --a 3 --b 7 --regions hair,u_lip --outdir out/sean_edit
+  python tools/sean_edit.py --network runs/sean/model --a 3 --b 7
   python tools/sean_edit.py --network sean_celeba --data celeba_mask_hq/256 --a 0 --b 1
 
---network is a directory made by tools/convert_weights.py from the official latest_net_G.pth
-or a training run's export (runs/sean/model: written after training, or by
-`python -m stylejax.main --config=configs/sean.py --workdir=runs/sean --mode=export`).
+--network is the shipped 64 px synthetic-faces model (the default: stylejax/pretrained/
+sean_synthetic64, trained by configs/sean.py), a directory made by tools/convert_weights.py
+from the official latest_net_G.pth, or a training run's export (runs/sean/model: written
+after training, or by `python -m stylejax.main --config=configs/sean.py --workdir=runs/sean
+--mode=export`).
 Writes into --outdir:
   transfer.png     per region: A's mask | A | B | G(A) | G(A with B's region style)
   interpolate.png  the chosen regions' style from A to B in --steps steps
@@ -25,11 +27,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import stylejax
 from stylejax import images
 from stylejax.data.labels import LABEL
 from stylejax.model_format import load_pretrained
 from stylejax.models import sean
 from stylejax.train import sean as train_sean
+
+SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "sean_synthetic64"
 
 
 def parse_regions(text: str) -> list[int]:
@@ -74,7 +79,11 @@ def load_examples(data: str, split: str, indices, data_dir=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--network", required=True, help="converted / exported SEAN generator dir")
+    p.add_argument(
+        "--network",
+        default=str(SHIPPED),
+        help="converted / exported SEAN generator dir (default: the shipped synthetic-faces model)",
+    )
     p.add_argument("--data", default="synthetic_faces/64")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--split", default="test")
