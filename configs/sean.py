@@ -6,7 +6,7 @@
 
 Variants:
   (default)     synthetic faces at 64 px with their 19-class segmentation; a small model that
-                trains here in about 45 CPU minutes. Ours, not the paper's: a pyramid L1 to
+                trains here in 47.5 min on the idle 2-core CPU. Ours, not the paper's: a pyramid L1 to
                 the style image (λ 10) and G's lr 4e-4 (the official 1e-4 with D's 4e-4).
   celebamaskhq  the official CelebAMask-HQ setup: 256 px, 19 classes, ngf 64, 512-wide
                 styles, batch 32 (the paper's 8 GPUs × 4), 50 epochs constant lr + 50 decaying.

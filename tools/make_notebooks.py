@@ -365,8 +365,9 @@ else:
 
 SEAN (`SEAN_MODEL`: the shipped synthetic-faces model, a converted `latest_net_G.pth` or an
 exported training run) encodes one style per segmentation region; here the hair style of one
-synthetic test face is moved onto another (both rendered with their 19-class masks). L2M-GAN (`L2M_MODEL`: a converted `*_nets_ema.ckpt` or an exported run) edits an
-attribute from domain 0 to domain 1 (e.g. not smiling → smiling) with strength `ALPHA`.""",
+synthetic test face is moved onto another (both rendered with their 19-class masks).
+L2M-GAN (`L2M_MODEL`: a converted `*_nets_ema.ckpt` or an exported run) edits an attribute
+from domain 0 to domain 1 (e.g. not smiling → smiling) with strength `ALPHA`.""",
     ),
     (
         "code",
