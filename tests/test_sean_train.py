@@ -137,7 +137,10 @@ def test_train_step_on_8_devices_equals_1_device():
     assert_close(stats(eight), stats(one), 1e-5, 1e-5, "G batch-norm running statistics")
     assert np.abs(stats(one) - stats(state)).max() > 1e-3  # they did move
     for net in ("g", "d"):
-        assert_close(flat(eight[net]), flat(one[net]), 1e-5, 1e-6, f"{net} after one step")
+        # Adam moves a parameter whose gradient is rounding noise by up to lr, so the two
+        # summation orders may differ there by a fraction of lr.
+        lr = config.train[f"{net}_lr"]
+        assert_close(flat(eight[net]), flat(one[net]), 1e-5, 0.01 * lr, f"{net} after one step")
     assert int(one["step"]) == int(eight["step"]) == 1
 
 
