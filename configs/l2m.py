@@ -68,6 +68,9 @@ def get_config(variant: str = ""):
     c.train.ema_beta = 0.99
     # Ours: D's head for any other domain calls a real image fake (d_loss_fn); 0: the paper.
     c.train.lambda_dom = 0.0
+    # Ours: the first steps train G/E as an autoencoder and D as a domain classifier of
+    # real images (train/l2m.py warmup_step); 0: the paper.
+    c.train.warmup_steps = 0
 
     c.eval = config_dict.ConfigDict()
     c.eval.split = "test"

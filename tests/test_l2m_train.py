@@ -149,9 +149,9 @@ def test_step_updates_every_network_and_reports_each_loss(setup, one_device_step
     assert any(not np.array_equal(a, b) for a, b in zip(d_before, d_after))
 
 
-def test_wrong_domain_term_teaches_the_discriminator_the_domains(setup):
-    """λ_dom: every other domain's head calls a real image fake; the term is the mean
-    softplus of those logits, added to D's loss (not to G's)."""
+def test_wrong_domain_term_teaches_the_discriminator_the_domains(setup, one_device_step):
+    """λ_dom: every other domain's head calls a real image fake in D's loss, and an edit
+    fake in G's; each term is the mean softplus of those logits, added with weight λ_dom."""
     config, _, state, batch = setup
     config = config.copy_and_resolve_references()
     config.train.lambda_dom = 0.5
@@ -162,8 +162,53 @@ def test_wrong_domain_term_teaches_the_discriminator_the_domains(setup):
     wrong = np.arange(logits.shape[1])[None, :] != batch["domain"][:, None]
     want = np.mean(np.logaddexp(0.0, logits[wrong]))
     assert metrics["d_wrong_domain"] == pytest.approx(want, rel=1e-5)
+    assert float(trainer.wrong_domain_loss(logits, batch["domain"])) == pytest.approx(want, 1e-5)
     d_loss = metrics["d_real"] + metrics["d_fake"] + config.train.lambda_reg * metrics["r1"]
     assert metrics["d_loss"] == pytest.approx(d_loss + 0.5 * want, rel=1e-5)
+    # G's loss gains the same term on its fakes; the other terms are unchanged.
+    _, plain = jax.device_get(one_device_step(state))
+    assert metrics["g_wrong_domain"] > 0
+    assert metrics["g_loss"] == pytest.approx(
+        plain["g_loss"] + 0.5 * metrics["g_wrong_domain"], rel=1e-5
+    )
+
+
+def test_warmup_steps_train_an_autoencoder_and_a_domain_classifier(setup):
+    """train.warmup_steps: the first steps update G and E on the reconstruction alone (the
+    networks without a gradient, e.g. the mapping network, keep their values despite weight
+    decay) and D as a classifier of the real images; the adversarial step follows."""
+    config, _, state, batch = setup
+    config = config.copy_and_resolve_references()
+    config.train.warmup_steps = 1
+    task = trainer.make_task(config)
+    step = jax.jit(task.train_step, compiler_options=FAST_COMPILE)
+    warm_state, warm = jax.device_get(step(state, batch))
+    assert warm["warmup"] == 1 and warm["g_adv"] == 0 and warm["cyc"] == 0
+    model, D = trainer.build_models(config)
+    x, y = batch["image"], batch["domain"]
+    rebuilt = model.apply(
+        {"params": state["params"]}, method=lambda m: m.generate(x, m.style_encoder.style(x, y))
+    )
+    assert warm["rec"] == pytest.approx(float(jnp.mean(jnp.abs(rebuilt - x))), rel=1e-5)
+    assert warm["g_loss"] == pytest.approx(warm["rec"], rel=1e-6)
+    logits = np.asarray(D.apply({"params": state["d"]}, x))
+    own = logits[np.arange(len(y)), y]
+    assert warm["d_real"] == pytest.approx(np.mean(np.logaddexp(0.0, -own)), rel=1e-5)
+
+    def changed(before, after):
+        pairs = zip(jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(after))
+        return any(not np.array_equal(a, b) for a, b in pairs)
+
+    p0, p1 = state["params"], warm_state["params"]
+    assert changed(p0["generator"], p1["generator"]) and changed(state["d"], warm_state["d"])
+    assert not changed(p0["mapping"], p1["mapping"])
+    enc0, enc1 = p0["style_encoder"], p1["style_encoder"]
+    assert not changed(
+        {k: v for k, v in enc0.items() if k.startswith("transform")},
+        {k: v for k, v in enc1.items() if k.startswith("transform")},
+    )
+    _, after = jax.device_get(step(warm_state, batch))
+    assert after["warmup"] == 0 and after["g_adv"] > 0 and after["cyc"] > 0
 
 
 def test_ds_weight_decays_to_zero():

@@ -129,6 +129,17 @@ def orthogonality_loss(s1, s2, s3):
     return jnp.mean(l2m.orthogonality(s1, s2)) + jnp.mean(l2m.orthogonality(s1, s3))
 
 
+def pick_domain(logits, y):
+    """[N]: each image's logit of domain y from D's per-domain logits [N, domains]."""
+    return jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
+
+
+def wrong_domain_loss(logits, y):
+    """Mean softplus of every head but y's: those heads calling the images fake."""
+    wrong = 1.0 - jax.nn.one_hot(y, logits.shape[1])
+    return jnp.sum(wrong * jax.nn.softplus(logits)) / jnp.sum(wrong)
+
+
 def ds_weight(config, step):
     t = config.train
     if t.ds_iter <= 0:
@@ -186,6 +197,77 @@ def step_styles(model, params, x, y, y_trg, perm, perm2, is_ref, z1, z2):
 
 
 def train_step(config, model, D, g_tx, d_tx, state, batch):
+    """One step: a warm-up step for the first config.train.warmup_steps steps, then the
+    adversarial step. Both are compiled into one function (lax.cond runs one of them)."""
+    warmup = config.train.warmup_steps
+    args = (config, model, D, g_tx, d_tx)
+    if not warmup:
+        return adversarial_step(*args, state, batch)
+    full = functools.partial(adversarial_step, *args)
+    shapes = jax.eval_shape(full, state, batch)[1]
+
+    def warm(state, batch):
+        new, measured = warmup_step(*args, state, batch)
+        # The terms a warm-up step does not compute are logged as 0.
+        return new, {k: measured.get(k, jnp.zeros(v.shape, v.dtype)) for k, v in shapes.items()}
+
+    new_state, metrics = jax.lax.cond(state["step"] < warmup, warm, full, state, batch)
+    return new_state, {**metrics, "warmup": (state["step"] < warmup).astype(jnp.float32)}
+
+
+def apply_updates(config, g_tx, d_tx, state, g_grads, d_grads, metrics, *, idle_stay=False):
+    """(new state, metrics with the gradient norms) after one optimiser step of each side.
+    idle_stay: G-side parameters with an all-zero gradient keep their values (weight decay
+    alone would otherwise move them by ~lr per step: Adam normalises its size away)."""
+    g_updates, g_opt = g_tx.update(g_grads, state["g_opt"], state["params"])
+    if idle_stay:
+        g_updates = jax.tree_util.tree_map(
+            lambda u, g: jnp.where(jnp.any(g != 0), u, 0.0), g_updates, g_grads
+        )
+    params = optax.apply_updates(state["params"], g_updates)
+    d_updates, d_opt = d_tx.update(d_grads, state["d_opt"], state["d"])
+    metrics = {**metrics, "g_grad_norm": optax.tree.norm(g_grads)}
+    metrics["d_grad_norm"] = optax.tree.norm(d_grads)
+    new_state = {
+        "step": state["step"] + 1,
+        "params": params,
+        "ema": gan.ema_update(state["ema"], params, config.train.ema_beta),
+        "d": optax.apply_updates(state["d"], d_updates),
+        "g_opt": g_opt,
+        "d_opt": d_opt,
+    }
+    return new_state, metrics
+
+
+def warmup_step(config, model, D, g_tx, d_tx, state, batch):
+    """Ours, a curriculum: G and E learn to reconstruct (G(x, E(x, y)) ≈ x, the α = 0 edit)
+    and D learns the domains as a classifier of real images (each image's own head says
+    real, every other head fake), with no adversarial game yet. A step costs a fraction of
+    an adversarial one, and the game then starts from a G that keeps the input and a D that
+    already sees the attribute (a smile is a few dozen pixels of a 64 px face: D's
+    domain logits stayed at chance for thousands of adversarial steps)."""
+    x, y = batch["image"], batch["domain"].astype(jnp.int32)
+
+    def g_loss_fn(p):
+        def reconstruct(m):
+            return m.generate(x, m.style_encoder.style(x, y))
+
+        rec = jnp.mean(jnp.abs(model.apply({"params": p}, method=reconstruct) - x))
+        return rec, {"rec": rec}
+
+    def d_loss_fn(dp):
+        logits = D.apply({"params": dp}, x)
+        real = gan.logistic_loss(pick_domain(logits, y), True)
+        dom = wrong_domain_loss(logits, y)
+        return real + dom, {"d_real": real, "d_wrong_domain": dom}
+
+    (g_loss, g_terms), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state["params"])
+    (d_loss, d_terms), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state["d"])
+    metrics = {"g_loss": g_loss, "d_loss": d_loss, **g_terms, **d_terms}
+    return apply_updates(config, g_tx, d_tx, state, g_grads, d_grads, metrics, idle_stay=True)
+
+
+def adversarial_step(config, model, D, g_tx, d_tx, state, batch):
     """G, E, M and D update simultaneously from one generator pass: the fakes the G loss
     makes (judged by the current D) are the fakes D learns to reject."""
     t = config.train
@@ -211,7 +293,8 @@ def train_step(config, model, D, g_tx, d_tx, state, batch):
         edit, guided, guided2, own = jnp.split(out, 4)
         fakes = jnp.concatenate([edit, guided])
         fake_labels = jnp.concatenate([y_trg, y_trg])
-        adv = gan.logistic_loss(D.apply({"params": d_params}, fakes, fake_labels), True)
+        fake_logits = D.apply({"params": d_params}, fakes)  # every domain's head
+        adv = gan.logistic_loss(pick_domain(fake_logits, fake_labels), True)
         predicted = model.apply(
             {"params": p},
             fakes,
@@ -226,6 +309,11 @@ def train_step(config, model, D, g_tx, d_tx, state, batch):
         loss = adv + t.lambda_sty * sty - lambda_ds * ds + t.lambda_cyc * cyc
         loss += t.lambda_rec * rec + t.lambda_ort * ort
         terms = {"g_adv": adv, "sty": sty, "ds": ds, "cyc": cyc, "rec": rec, "ort": ort}
+        if t.lambda_dom:
+            # Ours: the edit must also read as fake to every other domain's head, which
+            # D trains on real images of those domains (d_loss_fn).
+            terms["g_wrong_domain"] = wrong_domain_loss(fake_logits, fake_labels)
+            loss += t.lambda_dom * terms["g_wrong_domain"]
         return loss, (terms, jax.lax.stop_gradient(fakes), fake_labels)
 
     (g_loss, (g_terms, fakes, fake_labels)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
@@ -235,7 +323,7 @@ def train_step(config, model, D, g_tx, d_tx, state, batch):
     def d_loss_fn(dp):
         all_logits = D.apply({"params": dp}, jnp.concatenate([x, fakes]))
         labels = jnp.concatenate([y, fake_labels])
-        logits = jnp.take_along_axis(all_logits, labels[:, None], axis=1)[:, 0]
+        logits = pick_domain(all_logits, labels)
         real = gan.logistic_loss(logits[:n], True)
         fake = gan.logistic_loss(logits[n:], False)
         # StarGAN v2's R1: 0.5 · mean over the samples of ‖∇_x D(x, y)‖².
@@ -245,29 +333,14 @@ def train_step(config, model, D, g_tx, d_tx, state, batch):
         if t.lambda_dom:
             # Ours: a real image is fake for every other domain's head, so that D learns the
             # domains from the first step instead of waiting for G's edits to differ.
-            wrong = 1.0 - jax.nn.one_hot(y, all_logits.shape[1])
-            dom = jnp.sum(wrong * jax.nn.softplus(all_logits[:n])) / jnp.sum(wrong)
+            dom = wrong_domain_loss(all_logits[:n], y)
             loss = loss + t.lambda_dom * dom
             terms["d_wrong_domain"] = dom
         return loss, terms
 
     (d_loss, d_terms), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
-    g_updates, g_opt = g_tx.update(g_grads, state["g_opt"], state["params"])
-    params = optax.apply_updates(state["params"], g_updates)
-    d_updates, d_opt = d_tx.update(d_grads, state["d_opt"], d_params)
-    ema = gan.ema_update(state["ema"], params, t.ema_beta)
     metrics = {"d_loss": d_loss, "g_loss": g_loss, "lambda_ds": lambda_ds, **d_terms, **g_terms}
-    metrics["g_grad_norm"] = optax.tree.norm(g_grads)
-    metrics["d_grad_norm"] = optax.tree.norm(d_grads)
-    new_state = {
-        "step": step + 1,
-        "params": params,
-        "ema": ema,
-        "d": optax.apply_updates(d_params, d_updates),
-        "g_opt": g_opt,
-        "d_opt": d_opt,
-    }
-    return new_state, metrics
+    return apply_updates(config, g_tx, d_tx, state, g_grads, d_grads, metrics)
 
 
 # ----------------------------------------------------------------------------- editing
@@ -408,26 +481,38 @@ def evaluate(config, state, workdir, *, max_images=None) -> dict[str, float]:
     synthetic = config.data.name.startswith("synthetic_faces")
     keys = ("image", "segmentation", "smile_flipped") if synthetic else ("image",)
 
+    # The α sweep: 0 (the reconstruction) and 1 (the full edit) are always measured.
+    sweep = tuple(sorted({0.0, 1.0, *sweep_alphas(config)}))
+    full = sweep.index(1.0)
+
     @jax.jit
     def run(x, y):
         y_trg = flip_first_attribute(y)
-        edited = model.apply(variables, x, y, y_trg, 1.0)
+        edits = model.apply(variables, x, y, y_trg, sweep, method=model.sweep)
+        flat = edits.reshape(-1, *x.shape[1:])
+        logits = clf.module.apply({"params": clf.params}, flat).reshape(*edits.shape[:2], -1)
         # The discriminator's own domain guess for the real image: its edit pressure can
         # only carry the attribute once it tells the domains apart.
         d_domain = jnp.argmax(D.apply({"params": state["d"]}, x), axis=-1)
-        return edited, clf.module.apply({"params": clf.params}, edited) > 0, d_domain
+        return edits, logits, d_domain
 
     data, _ = make_data(config, e.split, keys=keys, seed=None, repeat=False, flip=False)
     hits = np.zeros(len(names))
     count = d_hits = 0
+    target_score = np.zeros(len(sweep))  # the classifier's probability of the target value
+    sweep_hits = np.zeros(len(sweep))
     psnr = metrics.MaskedPSNR()
     limit = e.max_images if max_images is None else max_images
     strip_batch = None
     for batch in data:
         x, y = batch["image"], batch["domain"]
-        edited, predicted, d_domain = (np.asarray(v) for v in run(x, y))
+        edits, logits, d_domain = (np.asarray(v) for v in run(x, y))
         target = attribute_bits(np.asarray(flip_first_attribute(y)), len(names))
+        predicted = logits[:, full] > 0
         hits += np.sum(predicted[:, : len(names)] == target, axis=0)
+        probability = 1 / (1 + np.exp(-logits[..., 0]))
+        target_score += np.sum(np.where(target[:, :1] == 1, probability, 1 - probability), 0)
+        sweep_hits += np.sum((logits[..., 0] > 0) == (target[:, :1] == 1), axis=0)
         d_hits += int(np.sum(d_domain == y))
         count += len(x)
         if strip_batch is None:
@@ -435,9 +520,12 @@ def evaluate(config, state, workdir, *, max_images=None) -> dict[str, float]:
         if synthetic and names[0] == "Smiling":
             truth = batch["smile_flipped"]
             region = synthetic_faces.smile_region(batch["segmentation"], x, truth)
-            psnr.add("psnr_mouth", edited, truth, region)
-            psnr.add("psnr_outside_mouth", edited, truth, ~region)
+            psnr.add("psnr_mouth", edits[:, full], truth, region)
+            psnr.add("psnr_outside_mouth", edits[:, full], truth, ~region)
             psnr.add("psnr_mouth_input", x, truth, region)
+            for i, alpha in enumerate(sweep):
+                # Outside the region smile_flipped equals the input.
+                psnr.add(f"sweep/psnr_outside_mouth/alpha_{alpha:g}", edits[:, i], x, ~region)
         if limit and count >= limit:
             break
     result = {"images": float(count)}
@@ -450,6 +538,17 @@ def evaluate(config, state, workdir, *, max_images=None) -> dict[str, float]:
     result["discriminator_domain_accuracy"] = d_hits / max(count, 1)
     # PSNR (dB, peak-to-peak 2) against smile_flipped; "input" is the unedited baseline.
     result.update({k: float(v) for k, v in psnr.result().items()})
+    for i, alpha in enumerate(sweep):
+        result[f"sweep/target_score/alpha_{alpha:g}"] = float(target_score[i] / max(count, 1))
+        result[f"sweep/edit_accuracy/alpha_{alpha:g}"] = float(sweep_hits[i] / max(count, 1))
+    scores = [result[f"sweep/target_score/alpha_{a:g}"] for a in sweep]
+    # 1 when the target score rises with α (and, on synthetic faces, the PSNR outside the
+    # mouth falls) at every step of the sweep.
+    monotonic = all(b > a for a, b in zip(scores, scores[1:]))
+    outside = [result.get(f"sweep/psnr_outside_mouth/alpha_{a:g}") for a in sweep]
+    if None not in outside:
+        monotonic = monotonic and all(b <= a for a, b in zip(outside, outside[1:]))
+    result["sweep_monotonic"] = float(monotonic)
     alphas = sweep_alphas(config)
     grid = strips(
         model,
