@@ -196,25 +196,6 @@ def step_styles(model, params, x, y, y_trg, perm, perm2, is_ref, z1, z2):
     return model.apply({"params": params}, method=run)
 
 
-def train_step(config, model, D, g_tx, d_tx, state, batch):
-    """One step: a warm-up step for the first config.train.warmup_steps steps, then the
-    adversarial step. Both are compiled into one function (lax.cond runs one of them)."""
-    warmup = config.train.warmup_steps
-    args = (config, model, D, g_tx, d_tx)
-    if not warmup:
-        return adversarial_step(*args, state, batch)
-    full = functools.partial(adversarial_step, *args)
-    shapes = jax.eval_shape(full, state, batch)[1]
-
-    def warm(state, batch):
-        new, measured = warmup_step(*args, state, batch)
-        # The terms a warm-up step does not compute are logged as 0.
-        return new, {k: measured.get(k, jnp.zeros(v.shape, v.dtype)) for k, v in shapes.items()}
-
-    new_state, metrics = jax.lax.cond(state["step"] < warmup, warm, full, state, batch)
-    return new_state, {**metrics, "warmup": (state["step"] < warmup).astype(jnp.float32)}
-
-
 def apply_updates(config, g_tx, d_tx, state, g_grads, d_grads, metrics, *, idle_stay=False):
     """(new state, metrics with the gradient norms) after one optimiser step of each side.
     idle_stay: G-side parameters with an all-zero gradient keep their values (weight decay
@@ -267,8 +248,8 @@ def warmup_step(config, model, D, g_tx, d_tx, state, batch):
     return apply_updates(config, g_tx, d_tx, state, g_grads, d_grads, metrics, idle_stay=True)
 
 
-def adversarial_step(config, model, D, g_tx, d_tx, state, batch):
-    """G, E, M and D update simultaneously from one generator pass: the fakes the G loss
+def train_step(config, model, D, g_tx, d_tx, state, batch):
+    """The adversarial step: G, E, M and D update simultaneously from one generator pass: the fakes the G loss
     makes (judged by the current D) are the fakes D learns to reject."""
     t = config.train
     x, y = batch["image"], batch["domain"].astype(jnp.int32)
@@ -393,6 +374,8 @@ def make_task(config, mesh=None, frozen: str = "load") -> loop.Task:
     return loop.Task(
         init_state=functools.partial(init_state, config, model, D, g_tx, d_tx),
         train_step=functools.partial(train_step, config, model, D, g_tx, d_tx),
+        warmup_step=functools.partial(warmup_step, config, model, D, g_tx, d_tx),
+        warmup_steps=config.train.warmup_steps,
         samples=samples,
         global_batch_size=config.batch_size,
         parameters=lambda s: {**s["params"], "discriminator": s["d"]},
