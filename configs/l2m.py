@@ -65,6 +65,8 @@ def get_config(variant: str = ""):
     c.train.lambda_ort = 1.0
     # Ours: G(x, s(x)) ≈ x, the α = 0 edit; the paper setting leaves it out.
     c.train.lambda_rec = 10.0
+    # Ours: ‖edit − x‖₁ for both edits (keeps what the attribute does not need); 0: the paper.
+    c.train.lambda_keep = 0.0
     c.train.ema_beta = 0.99
     # Ours: D's head for any other domain calls a real image fake (d_loss_fn); 0: the paper.
     c.train.lambda_dom = 0.0

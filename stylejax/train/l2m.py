@@ -286,10 +286,14 @@ def train_step(config, model, D, g_tx, d_tx, state, batch):
         ds = jnp.mean(jnp.abs(guided - guided2))
         cyc = jnp.mean(jnp.abs(generate(p, edit, st["s"]) - x))
         rec = jnp.mean(jnp.abs(own - x))
+        # Ours: an L1 pull of both edits to the input, so the cheapest way for an edit to
+        # read as its target domain is to change only where the attribute lives.
+        keep = jnp.mean(jnp.abs(fakes - jnp.concatenate([x, x])))
         ort = orthogonality_loss(st["s1"], st["s2"], st["s3"])
         loss = adv + t.lambda_sty * sty - lambda_ds * ds + t.lambda_cyc * cyc
-        loss += t.lambda_rec * rec + t.lambda_ort * ort
+        loss += t.lambda_rec * rec + t.lambda_ort * ort + t.lambda_keep * keep
         terms = {"g_adv": adv, "sty": sty, "ds": ds, "cyc": cyc, "rec": rec, "ort": ort}
+        terms["keep"] = keep
         if t.lambda_dom:
             # Ours: the edit must also read as fake to every other domain's head, which
             # D trains on real images of those domains (d_loss_fn).
