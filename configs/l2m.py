@@ -26,11 +26,11 @@ def get_config(variant: str = ""):
         "l2m",
         variant,
         VARIANTS,
-        num_steps=800,
+        num_steps=7500,
         log_every=25,
-        checkpoint_every=200,
+        checkpoint_every=500,
         keep_checkpoints=2,
-        sample_every=200,
+        sample_every=500,
         data_name="synthetic_faces/64",
         shuffle_buffer=2000,
     )
@@ -58,7 +58,7 @@ def get_config(variant: str = ""):
     c.train.lambda_reg = 1.0  # R1 on reals
     c.train.lambda_sty = 1.0
     c.train.lambda_ds = 1.0
-    c.train.ds_iter = 800  # λ_ds decays linearly to 0 over this many steps
+    c.train.ds_iter = 7500  # λ_ds decays linearly to 0 over this many steps
     # Cycle and reconstruction at 10 (StarGAN v2: cycle 1): with both at 1 the small CPU
     # model maps every input to one blurred face (docs/l2m.md#evaluation).
     c.train.lambda_cyc = 10.0
@@ -66,13 +66,13 @@ def get_config(variant: str = ""):
     # Ours: G(x, s(x)) ≈ x, the α = 0 edit; the paper setting leaves it out.
     c.train.lambda_rec = 10.0
     # Ours: ‖edit − x‖₁ for both edits (keeps what the attribute does not need); 0: the paper.
-    c.train.lambda_keep = 0.0
+    c.train.lambda_keep = 10.0
     c.train.ema_beta = 0.99
     # Ours: D's head for any other domain calls a real image fake (d_loss_fn); 0: the paper.
-    c.train.lambda_dom = 0.0
+    c.train.lambda_dom = 1.0
     # Ours: the first steps train G/E as an autoencoder and D as a domain classifier of
     # real images (train/l2m.py warmup_step); 0: the paper.
-    c.train.warmup_steps = 0
+    c.train.warmup_steps = 2500
 
     c.eval = config_dict.ConfigDict()
     c.eval.split = "test"
@@ -100,6 +100,9 @@ def get_config(variant: str = ""):
         c.model.dim_in = None
         c.train.lr = 1e-4
         c.train.lambda_rec = 0.0
+        c.train.lambda_keep = 0.0
+        c.train.lambda_dom = 0.0
+        c.train.warmup_steps = 0
         c.train.lambda_cyc = 1.0
         c.train.f_lr = 1e-6
         c.train.ds_iter = 100_000

@@ -119,11 +119,11 @@ def test_step_updates_every_network_and_reports_each_loss(setup, one_device_step
     config, _, state, _ = setup
     new, metrics = jax.device_get(one_device_step(state))
     assert int(new["step"]) == 1
-    expected = {"d_real", "d_fake", "r1", "g_adv", "sty", "ds", "cyc", "rec", "ort", "lambda_ds"}
-    assert expected <= set(metrics)
+    expected = {"d_real", "d_fake", "r1", "g_adv", "sty", "ds", "cyc", "rec", "ort", "keep"}
+    assert expected | {"lambda_ds"} <= set(metrics)
     assert all(np.isfinite(v) for v in metrics.values())
     assert 0 < metrics["ort"] <= 2  # two mean |cos| terms
-    assert min(metrics["r1"], metrics["ds"], metrics["cyc"], metrics["rec"]) > 0
+    assert min(metrics[k] for k in ("r1", "ds", "cyc", "rec", "keep")) > 0
     assert metrics["lambda_ds"] == pytest.approx(config.train.lambda_ds)  # not decayed yet
     total = (
         metrics["g_adv"]
@@ -132,6 +132,7 @@ def test_step_updates_every_network_and_reports_each_loss(setup, one_device_step
         + config.train.lambda_cyc * metrics["cyc"]
         + config.train.lambda_rec * metrics["rec"]
         + config.train.lambda_ort * metrics["ort"]
+        + config.train.lambda_keep * metrics["keep"]
     )
     assert metrics["g_loss"] == pytest.approx(total, rel=1e-5)
     assert metrics["d_loss"] == pytest.approx(
@@ -307,8 +308,11 @@ def test_edit_tool_writes_strips_and_reference_edits(tmp_path, setup):
     out = tmp_path / "out"
     l2m_edit.main(
         [
+            "--model",
             str(tmp_path / "model"),
+            "--inputs",
             str(inputs),
+            "--outdir",
             str(out),
             "--source",
             "0",
@@ -328,20 +332,13 @@ def test_edit_tool_writes_strips_and_reference_edits(tmp_path, setup):
     assert np.asarray(Image.open(out / "b_ref.png")).shape == (RES, 3 * RES + 2, 3)
     with pytest.raises(SystemExit, match="--target 7: this model has domains 0 … 1"):
         l2m_edit.main(
-            [str(tmp_path / "model"), str(inputs), str(out), "--source", "0", "--target", "7"]
+            ["--model", str(tmp_path / "model"), "--inputs", str(inputs), "--target", "7"]
         )
     with pytest.raises(FileNotFoundError, match="holds no images"):
-        l2m_edit.main(
-            [
-                str(tmp_path / "model"),
-                str(tmp_path / "model"),
-                str(out),
-                "--source",
-                "0",
-                "--target",
-                "1",
-            ]
-        )
+        l2m_edit.main(["--model", str(tmp_path / "model"), "--inputs", str(tmp_path / "model")])
+    # Without --inputs: rendered test faces, each edited from its own Smiling value.
+    l2m_edit.main(["--model", str(tmp_path / "model"), "--faces", "3", "--outdir", str(out)])
+    assert np.asarray(Image.open(out / "face002_strip.png")).shape == (RES, 5 * RES + 4, 3)
 
 
 def test_evaluation_on_tiny_synthetic_faces(setup, faces_config, tmp_path):
