@@ -89,6 +89,7 @@ def get_config(variant: str = ""):
 
     if variant == "multi":
         c.data.attributes = ("Smiling", "Eyeglasses")
+        c.num_steps = c.train.ds_iter = 5000  # 2,500 adversarial steps after the warm-up
     elif variant == "celebahq_smile":
         c.data.name = "celeba_hq/256"
         c.data.shuffle_buffer = 10_000

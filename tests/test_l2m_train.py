@@ -256,6 +256,38 @@ def test_sample_strips_edit_the_first_attribute(setup, faces_config):
     np.testing.assert_array_equal(trainer.flip_first_attribute(jnp.arange(4)), [1, 0, 3, 2])
 
 
+def test_evaluation_edits_every_attribute_of_a_multi_model(faces_config, tmp_path):
+    """With ⟨Smiling, Eyeglasses⟩ each attribute is toggled in turn: its edit accuracy and
+    how often the other one is kept, all counted from the classifier's own predictions."""
+    from stylejax import attribute_classifier
+    from stylejax.data import pipeline
+
+    config = faces_config.copy_and_resolve_references()
+    config.data.attributes = ("Smiling", "Eyeglasses")
+    config.eval.classifier_steps = 3
+    config.eval.classifier_batch_size = 8
+    config.eval.classifier_dim_in = 8
+    model, D = trainer.build_models(config)
+    g_tx, d_tx = trainer.optimizers(config)
+    state = trainer.init_state(config, model, D, g_tx, d_tx, jax.random.PRNGKey(1))
+    result = trainer.evaluate(config, state, tmp_path, max_images=0)
+
+    clf = attribute_classifier.load_or_train(trainer.classifier_settings(config), tmp_path)
+    (test,) = pipeline.split_batches(
+        config.data.name, "test", ("image", "attributes"), 64, data_dir=config.data.directory
+    )
+    x = test["image"]
+    y = trainer.domains_of(test["attributes"], config.data.attributes)
+    for k, (edited, other) in enumerate([("Smiling", "Eyeglasses"), ("Eyeglasses", "Smiling")]):
+        out = model.apply({"params": state["ema"]}, x, y, y ^ (1 << k), 1.0)
+        read = clf.predict(np.asarray(out))
+        want = trainer.attribute_bits(y ^ (1 << k), 2).astype(bool)
+        assert result[f"edit_accuracy/{edited}"] == pytest.approx(np.mean(read[:, k] == want[:, k]))
+        assert result[f"kept_accuracy/{edited}/{other}"] == pytest.approx(
+            np.mean(read[:, 1 - k] == want[:, 1 - k])
+        )
+
+
 def test_smile_region_and_attribute_bits():
     seg = np.zeros((1, 8, 8), np.int32)
     seg[0, 4, 3:5] = 11  # u_lip

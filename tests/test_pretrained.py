@@ -1,5 +1,6 @@
 """The generator the package ships loads with load_pretrained and generates faces."""
 
+import json
 from pathlib import Path
 
 import jax
@@ -97,3 +98,39 @@ def test_sean_edit_tool_runs_on_the_shipped_model(tmp_path, capsys):
     # One pair (faces 0 and 3): measured 26.7 dB outside the hair (the mean over 32 test
     # pairs is 33.9 dB, report.json's hair_transfer/psnr_outside).
     assert scores["hair"]["pairs"] == 1 and scores["hair"]["psnr_outside"] > 26
+
+
+def test_shipped_l2m_edits_the_smile_and_keeps_the_rest():
+    """The L2M-GAN model trained by configs/l2m.py (issue 20) with the evaluation's attribute
+    classifier shipped beside it: 64 rendered test faces edited to the other Smiling value
+    (α = 1). Measured on these faces: MEASURED; asserted with the margins below."""
+    from configs import l2m as l2m_configs
+    from stylejax import attribute_classifier, metrics
+    from stylejax.data import face_renderer, synthetic_faces
+    from stylejax.train import l2m as train_l2m
+
+    path = SHIPPED.parent / "l2m_synthetic64"
+    model, variables = load_pretrained(path)
+    settings = train_l2m.classifier_settings(l2m_configs.get_config())
+    record = json.loads((path / "classifier.json").read_text())
+    assert record["settings"] == settings.to_json(), "the shipped classifier's settings changed"
+    clf = attribute_classifier.load_or_train(settings, path)  # loads: the settings match
+    factors = [synthetic_faces.example_factors(0, "test", i) for i in range(64)]
+    rendered = [face_renderer.render_example(f, 64) for f in factors]
+    x, truth = (
+        np.stack([r[k] for r in rendered]).astype(np.float32) / 127.5 - 1.0
+        for k in ("image", "smile_flipped")
+    )
+    segmentation = np.stack([r["segmentation"][..., 0] for r in rendered])
+    smiling = np.asarray([face_renderer.attributes(f)["Smiling"] for f in factors], np.int32)
+    edit = jax.jit(lambda v, x, ys, yt: model.apply(v, x, ys, yt, 1.0))
+    edited = np.asarray(edit(variables, x, smiling, 1 - smiling))
+    accuracy = np.mean(clf.predict(edited)[:, 0] == (smiling == 0))
+    region = synthetic_faces.smile_region(segmentation, x, truth)
+    psnr = metrics.MaskedPSNR()
+    psnr.add("outside", edited, x, ~region)
+    psnr.add("mouth", edited, truth, region)
+    psnr.add("mouth_input", x, truth, region)
+    scores = {"accuracy": accuracy, **psnr.result()}
+    assert accuracy >= ACCURACY and scores["outside"] > OUTSIDE, scores
+    assert scores["mouth"] - scores["mouth_input"] > GAIN, scores

@@ -366,8 +366,9 @@ else:
 SEAN (`SEAN_MODEL`: the shipped synthetic-faces model, a converted `latest_net_G.pth` or an
 exported training run) encodes one style per segmentation region; here the hair style of one
 synthetic test face is moved onto another (both rendered with their 19-class masks).
-L2M-GAN (`L2M_MODEL`: a converted `*_nets_ema.ckpt` or an exported run) edits an attribute
-from domain 0 to domain 1 (e.g. not smiling → smiling) with strength `ALPHA`.""",
+L2M-GAN (`L2M_MODEL`: the shipped synthetic-faces Smiling model, a converted
+`*_nets_ema.ckpt` or an exported run) edits each face's smile to the other value with
+strength `ALPHA`, then shows the α = 0, 0.5, 1 strips.""",
     ),
     (
         "code",
@@ -399,12 +400,19 @@ if SEAN_MODEL:
 else:
     print("SEAN_MODEL empty: skipping SEAN")
 
-L2M_MODEL = os.environ.get("STYLEJAX_L2M_MODEL", "")  # @param {type:"string"}
-ALPHA = 0.75  # @param {type:"slider", min:0, max:1.5, step:0.05}
+# The shipped L2M-GAN (Smiling); set STYLEJAX_L2M_MODEL (or this line) to use another.
+L2M_MODEL = os.environ.get("STYLEJAX_L2M_MODEL", str(SHIPPED.parent / "l2m_synthetic64"))
+ALPHA = 1.0  # @param {type:"slider", min:0, max:1.5, step:0.05}
 if L2M_MODEL:
+    from stylejax.data import face_renderer, synthetic_faces
+
     l2m, l2m_vars = load_pretrained(L2M_MODEL)
-    x = resized(targets, l2m.img_size)
-    y_src, y_trg = np.zeros(len(x), np.int32), np.ones(len(x), np.int32)
+    factors = [synthetic_faces.example_factors(0, "test", i) for i in range(6)]
+    x = np.stack([face_renderer.render(f, l2m.img_size)[0] for f in factors])
+    x = x.astype(np.float32) / 127.5 - 1.0
+    # Each face from its own Smiling value to the other (a 2-domain model's domains).
+    y_src = np.asarray([face_renderer.attributes(f)["Smiling"] for f in factors], np.int32)
+    y_trg = 1 - y_src
     edit = jax.jit(lambda v, x, a: l2m.apply(v, x, y_src, y_trg, a))
     alphas = (0.0, 0.5, 1.0)
     sweep = jax.jit(lambda v, x: l2m.apply(v, x, y_src, y_trg, alphas, method=l2m.sweep))
