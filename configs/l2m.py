@@ -5,9 +5,11 @@
   python -m stylejax.main --config=configs/l2m.py:celebahq_smile --workdir=gs://bucket/l2m
 
 Variants:
-  (default)       synthetic faces 64 px, Smiling (2 domains); a small StarGAN v2 backbone
-                  that trains in CPU minutes.
-  multi           the same with two attributes, ⟨Smiling, Eyeglasses⟩ → 4 domains.
+  (default)       synthetic faces 64 px, Smiling (2 domains); a small StarGAN v2 backbone,
+                  our warm-up, λ_dom and λ_keep (docs/l2m.md): 7,500 steps, 54 min on an
+                  idle 2-core CPU; stylejax/pretrained/l2m_synthetic64 is its run.
+  multi           the same with two attributes, ⟨Smiling, Eyeglasses⟩ → 4 domains, 5,000
+                  steps.
   celebahq_smile  the paper's setting: CelebA-HQ 256 px (27,176 train / 2,824 test),
                   Smiling, style_dim 64, max_conv_dim 512, batch 8, 100k steps, lr 1e-4.
 Any field can be overridden: --config.train.lambda_ort=2 --config.batch_size=16.

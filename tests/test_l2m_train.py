@@ -133,10 +133,15 @@ def test_step_updates_every_network_and_reports_each_loss(setup, one_device_step
         + config.train.lambda_rec * metrics["rec"]
         + config.train.lambda_ort * metrics["ort"]
         + config.train.lambda_keep * metrics["keep"]
+        + config.train.lambda_dom * metrics["g_wrong_domain"]
     )
     assert metrics["g_loss"] == pytest.approx(total, rel=1e-5)
     assert metrics["d_loss"] == pytest.approx(
-        metrics["d_real"] + metrics["d_fake"] + config.train.lambda_reg * metrics["r1"], rel=1e-5
+        metrics["d_real"]
+        + metrics["d_fake"]
+        + config.train.lambda_reg * metrics["r1"]
+        + config.train.lambda_dom * metrics["d_wrong_domain"],
+        rel=1e-5,
     )
     for net in ("generator", "style_encoder", "mapping"):
         before = jax.tree_util.tree_leaves(state["params"][net])
@@ -166,11 +171,14 @@ def test_wrong_domain_term_teaches_the_discriminator_the_domains(setup, one_devi
     assert float(trainer.wrong_domain_loss(logits, batch["domain"])) == pytest.approx(want, 1e-5)
     d_loss = metrics["d_real"] + metrics["d_fake"] + config.train.lambda_reg * metrics["r1"]
     assert metrics["d_loss"] == pytest.approx(d_loss + 0.5 * want, rel=1e-5)
-    # G's loss gains the same term on its fakes; the other terms are unchanged.
-    _, plain = jax.device_get(one_device_step(state))
+    # G's loss has the same term on its fakes, weighted by λ_dom; the other terms are the
+    # same as at the setup's λ_dom.
+    _, other = jax.device_get(one_device_step(state))
     assert metrics["g_wrong_domain"] > 0
+    assert metrics["g_wrong_domain"] == pytest.approx(other["g_wrong_domain"], rel=1e-5)
+    weight_change = 0.5 - setup[0].train.lambda_dom
     assert metrics["g_loss"] == pytest.approx(
-        plain["g_loss"] + 0.5 * metrics["g_wrong_domain"], rel=1e-5
+        other["g_loss"] + weight_change * metrics["g_wrong_domain"], rel=1e-5
     )
 
 

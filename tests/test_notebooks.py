@@ -47,6 +47,8 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
         "inversion_and_editing.ipynb": [
             "edits.png",
             "fitted_edit.png",
+            "l2m_edit.png",
+            "l2m_sweep.png",
             "projection.png",
             "sean_hair_transfer.png",
             "targets.png",
@@ -60,3 +62,8 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
         )
         assert psnr[0] > 28
         assert namespace["boundary"].accuracy > 0.8
+        # The shipped L2M-GAN: α = 0 redraws each face, α = 1 changes it (its smile).
+        strips, x = namespace["strips"], namespace["x"]
+        rebuilt = np.asarray(namespace["metrics"].psnr(strips[:, 0], x))
+        assert rebuilt.mean() > 24, rebuilt
+        assert np.abs(strips[:, 2] - strips[:, 0]).mean() > 0.005

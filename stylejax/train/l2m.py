@@ -2,7 +2,7 @@
 repository only evaluates). It follows the paper and StarGAN v2; docs/l2m.md lists where a
 choice was ours.
 
-One step (one jitted function):
+One adversarial step (one jitted function):
 - targets: y_trg is a random domain on even steps (latent-guided) and a batch-mate's domain
   on odd steps (reference-guided: the batch-mate is the reference image), as StarGAN v2
   alternates its two paths;
@@ -253,8 +253,9 @@ def warmup_step(config, model, D, g_tx, d_tx, state, batch):
 
 
 def train_step(config, model, D, g_tx, d_tx, state, batch):
-    """The adversarial step: G, E, M and D update simultaneously from one generator pass: the fakes the G loss
-    makes (judged by the current D) are the fakes D learns to reject."""
+    """The adversarial step: G, E, M and D update simultaneously from one generator pass
+    (the fakes the G loss makes, judged by the current D, are the fakes D learns to
+    reject)."""
     t = config.train
     x, y = batch["image"], batch["domain"].astype(jnp.int32)
     n = x.shape[0]
