@@ -8,6 +8,8 @@ Variants:
   (default)    tiny 32 px model on the embedded synthetic faces; a few minutes on a CPU.
   synthetic64  the 64 px synthetic-faces generator the project ships (pSp trains on it):
                taught the renderer directly (train.objective "renderer"; no discriminator).
+               The shipped weights: this run, continued at batch 128 on a GPU with
+               tools/train_renderer_device.py (README "The shipped synthetic-faces generator").
   synthetic64_gan  the adversarial 64 px recipe (pretrained/synthetic64_gan), for a CPU.
   ffhq256      stylegan2-ada's paper256 setup (batch 64, γ 1, EMA 20 kimg, mbstd 8).
   ffhq1024     config-f: batch 32, γ 10, lr 0.002, EMA half-life 10 kimg, mixing 0.9,

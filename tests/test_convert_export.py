@@ -22,6 +22,7 @@ from stylejax.model_format import load_pretrained, read_config, save_model
 from stylejax.models import stylegan2 as sg
 
 SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"
+SHIPPED_GAN = SHIPPED.parent / "synthetic64_gan"
 
 
 def assert_same_tensors(got: dict, want: dict, what: str):
@@ -273,10 +274,15 @@ def test_generator_made_here_comes_back_with_equal_outputs(tmp_path):
 
 
 def test_shipped_trained_generator_round_trips(tmp_path):
-    info = to_rosinality(SHIPPED, tmp_path / "s64.pt")
+    # The adversarial one: rosinality's files have one style_dim for z and w, and the
+    # renderer-taught synthetic64 has z 64, w 128, which is refused with that reason.
+    with pytest.raises(ValueError, match=r"z_dim=64 \(rosinality has one style_dim"):
+        to_rosinality(SHIPPED, tmp_path / "renderer.pt")
+    assert not (tmp_path / "renderer.pt").exists()
+    info = to_rosinality(SHIPPED_GAN, tmp_path / "s64.pt")
     assert info["networks"] == ["g_ema", "latent_avg"]
     convert_stylegan2(tmp_path / "s64.pt", tmp_path / "again")
-    G, v = load_pretrained(SHIPPED)
+    G, v = load_pretrained(SHIPPED_GAN)
     G2, v2 = load_pretrained(tmp_path / "again")
     assert_same_variables(v2, v)
     z = jax.random.normal(jax.random.PRNGKey(0), (2, G.z_dim))

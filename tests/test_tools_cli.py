@@ -9,11 +9,9 @@ import pytest
 from conftest import load_tool
 from PIL import Image
 
-import stylejax
 from stylejax import stylegan2_projection
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = Path(stylejax.__file__).parent / "pretrained" / "synthetic64"
 LANDMARKS = ROOT / "tests" / "data" / "align" / "astronaut_landmarks.txt"
 
 
@@ -75,7 +73,7 @@ def test_edit_writes_a_sweep(tools, tmp_path):
                str(tmp_path / "e.png"), "--save-direction", str(tmp_path / "d.npy")])  # fmt: skip
     assert Image.open(tmp_path / "e.png").size == (2 * 64 + 1, 2 * 64 + 1)
     d = np.load(tmp_path / "d.npy")
-    assert d.shape == (64,) and abs(np.linalg.norm(d) - 1) < 1e-5
+    assert d.shape == (128,) and abs(np.linalg.norm(d) - 1) < 1e-5  # the default G: w 128
     assert "exactly one of --direction, --sefa, --pca and --fit" in _error(
         edit, ["--seeds", "0", "--out", "x.png"]
     )
@@ -112,7 +110,7 @@ def test_project_writes_its_outputs(tools, tmp_path, monkeypatch):
     tools["stylegan2_project"].main(
         [str(tmp_path / "face.png"), "--outdir", str(out), "--steps", "3"]
     )
-    assert np.load(out / "latents.npy").shape == (1, 10, 64)
+    assert np.load(out / "latents.npy").shape == (1, 10, 128)  # the default G: w 128
     assert "b4/conv1" in np.load(out / "noise.npz").files
     assert Image.open(out / "progress.png").size == (5 * 64 + 4, 64)  # target, 3 snaps, result
     assert len((out / "distances.txt").read_text().splitlines()) == 4

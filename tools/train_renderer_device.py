@@ -2,8 +2,8 @@
 objective) on one accelerator host, for a wall-clock budget.
 
   # on the accelerator host (jax, flax, optax, orbax, ml_collections; no tensorflow or clu):
-  python tools/train_renderer_device.py train --minutes 7 --batch 64 --out OUT \
-      --init stylejax/pretrained/synthetic64_renderer
+  python tools/train_renderer_device.py train --minutes 8 --batch 128 --out OUT \
+      --init runs/s64/model   # optional: a CPU run's export (configs/stylegan2.py:synthetic64)
   # here: the run's weights as a model folder (stylejax.model_format), then score it
   python tools/train_renderer_device.py pack OUT --model-dir runs/synthetic64_device
   python tools/sample_quality.py runs/synthetic64_device --n 1000 --ground-truth
@@ -51,6 +51,8 @@ def make_config(args):
     config = configs.get_config(args.variant)
     config.batch_size = args.batch
     config.train.g_lr = args.lr
+    if args.feature_weight is not None:
+        config.train.feature_weight = args.feature_weight
     config.seed = args.seed
     return config
 
@@ -201,7 +203,12 @@ def train(args):
         os.replace(tmp, out / "g_ema.msgpack")
         run = {
             "variant": args.variant,
-            "overrides": {"batch_size": config.batch_size, "num_steps": num_steps, "g_lr": args.lr},
+            "overrides": {
+                "batch_size": config.batch_size,
+                "num_steps": num_steps,
+                "g_lr": args.lr,
+                "feature_weight": config.train.feature_weight,
+            },
             "init": args.init,
             "step": step,
             "final": final,
@@ -228,7 +235,7 @@ def train(args):
             now = time.perf_counter()
             rate = (step - step_at) / (now - t_train)  # steps/s
             left = budget - (now - t_start) - args.reserve
-            fits = step + int(rate * left) // args.scan * args.scan
+            fits = step + max(int(rate * left) // args.scan, 1) * args.scan
             calibrated = True
             print(f"{rate:.1f} steps/s: {fits} steps in the budget", flush=True)
             if abs(fits - num_steps) > 0.15 * num_steps:  # else not worth a compile
@@ -269,7 +276,7 @@ def pack(args):
     config = configs.get_config(run["variant"])
     config.variant = run["variant"]
     for k, v in run["overrides"].items():
-        (config.train if k == "g_lr" else config)[k] = v
+        (config.train if k in ("g_lr", "feature_weight") else config)[k] = v
     state = {"g_ema": g_ema, "step": np.int32(run["step"])}
     meta = stylegan2.export(config, state, args.model_dir)
     print(f"wrote {args.model_dir}: {meta['source']}")
@@ -284,6 +291,7 @@ def main():
     t.add_argument("--minutes", type=float, default=7.0, help="the whole run's budget")
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=0.005)
+    t.add_argument("--feature-weight", type=float, help="default: the variant's")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init", default="", help="a model folder to start G and its EMA from")
     t.add_argument("--workers", type=int, default=max(os.cpu_count() - 2, 1))
