@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -196,8 +197,6 @@ def train(args):
 
     def export(final=False):
         g_ema = jax.device_get(state["g_ema"])
-        import flax.serialization
-
         tmp = out / "g_ema.msgpack.tmp"
         tmp.write_bytes(flax.serialization.msgpack_serialize(g_ema))
         os.replace(tmp, out / "g_ema.msgpack")
@@ -267,8 +266,6 @@ def train(args):
 
 def pack(args):
     """OUT/g_ema.msgpack + run.json → a model folder, as stylegan2.export writes it."""
-    import flax.serialization
-
     run = json.loads((Path(args.run) / "run.json").read_text())
     g_ema = flax.serialization.msgpack_restore((Path(args.run) / "g_ema.msgpack").read_bytes())
     from configs import stylegan2 as configs
