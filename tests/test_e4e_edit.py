@@ -3,12 +3,15 @@ encoder whose codes are the pixels: the fitted boundary, the move to the other c
 distance, the classifier's accuracies and the PSNRs against smile_flipped are checked against
 direct computations."""
 
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
 from conftest import build_synthetic_faces
 from PIL import Image
 
+import stylejax
 from configs import e4e as e4e_configs
 from stylejax import attribute_classifier, metrics, stylegan2_editing
 from stylejax.data import synthetic_faces
@@ -40,6 +43,7 @@ def setup(tmp_path_factory):
     config = e4e_configs.get_config()
     config.data.name = f"synthetic_faces/{DATA.name}"
     config.data.directory = directory
+    config.edit.fit_on = "encoded"  # the pixel codes of training faces
     config.edit.fit_examples = 64  # of 96: the limit is honoured
     config.edit.num_examples = 1000  # more than the split: all 24
     settings = attribute_classifier.Settings(
@@ -76,6 +80,47 @@ def test_move_to_distance_lands_on_the_target_distances():
     step = moved - codes
     along = np.einsum("nkd,kd->n", step, direction)
     np.testing.assert_allclose(step, np.einsum("n,kd->nkd", along, direction), atol=1e-5)
+
+
+def test_a_w_boundary_moves_every_layer_of_w_plus_codes_alike():
+    rng = np.random.default_rng(1)
+    codes = rng.normal(size=(4, 3, 5)).astype(np.float32)
+    direction = rng.normal(size=5)
+    direction /= np.linalg.norm(direction)
+    boundary = stylegan2_editing.Boundary(direction.astype(np.float32), -0.2, 1.0)
+    per_layer = np.einsum("nkd,d->nk", codes, direction) - 0.2
+    np.testing.assert_allclose(
+        e4e_train.boundary_distance(codes, boundary), per_layer.mean(1), atol=1e-5
+    )
+    target = np.array([-1.0, 0.0, 0.5, 3.0])
+    moved = e4e_train.move_to_distance(codes, boundary, target)
+    np.testing.assert_allclose(e4e_train.boundary_distance(moved, boundary), target, atol=1e-5)
+    step = moved - codes
+    np.testing.assert_allclose(step, np.broadcast_to(step[:, :1], step.shape), atol=1e-6)
+
+
+class RednessClassifier:
+    """A stand-in attribute classifier: logit = the mean red minus the mean blue."""
+
+    def logits(self, images):
+        images = np.asarray(images)
+        return (images[..., 0].mean((1, 2)) - images[..., 2].mean((1, 2)))[:, None]
+
+
+def test_sampled_codes_are_the_generators_w_labelled_by_the_classifier():
+    from stylejax import stylegan2_generate
+    from stylejax.model_format import load_pretrained
+
+    G, variables = load_pretrained(
+        Path(stylejax.__file__).parent / "pretrained" / "synthetic64_gan"
+    )
+    w, labels = e4e_train.sampled_codes(G, variables, RednessClassifier(), 150, seed=3)
+    z, want_w = stylegan2_editing.sample_w(G, variables, 150, 3)
+    np.testing.assert_allclose(w, want_w, rtol=1e-6)
+    images = stylegan2_generate.generate(G, variables, z, batch_size=50)
+    want = RednessClassifier().logits(images)[:, 0] > 0
+    np.testing.assert_array_equal(labels, want)
+    assert 0 < labels.mean() < 1  # both classes: the test can tell a wrong labelling
 
 
 def test_report_counts_and_the_fitted_boundary(setup):
@@ -120,5 +165,8 @@ def test_accuracies_and_psnrs_match_direct_computations(setup):
     assert report["score_shift_to_target"] == pytest.approx(shift.mean(), rel=1e-4, abs=1e-5)
     assert report["fraction_moved_to_target"] == pytest.approx(np.mean(shift > 0))
     assert np.isfinite(report["psnr_mouth_edit"]) and np.isfinite(report["psnr_outside_mouth_edit"])
+    psnr.add("outside", edit, x, ~region)
+    want = psnr.result()["outside"]
+    assert report["psnr_outside_mouth_vs_reconstruction"] == pytest.approx(want, rel=1e-6)
     grid = np.asarray(Image.open(folder / "edit_Smiling.png"))
     assert grid.shape == (4 * RES + 3, 8 * RES + 7, 3)  # input, reconstruction, edit, truth

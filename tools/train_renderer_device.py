@@ -38,12 +38,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stylejax.data import factor_latents  # noqa: E402
-from stylejax.data.labels import LABEL  # noqa: E402
+from stylejax.metrics import psnr  # noqa: E402
 from stylejax.train import stylegan2  # noqa: E402
 
 HELD_OUT_SEED = 999_983  # the fresh renders the EMA generator is scored on
 HELD_OUT = 256
-FEATURE_LABELS = [LABEL[part] for part in stylegan2.FEATURE_PARTS]
 
 
 def make_config(args):
@@ -65,7 +64,7 @@ def render_chunk(job):
     z = rng.standard_normal((n, z_dim)).astype(np.float32)
     image, labels = factor_latents.render_batch(z, res, with_labels=True)
     image = np.round((image + 1.0) * 127.5).astype(np.uint8)  # the renders are uint8
-    return z, image, np.isin(labels, FEATURE_LABELS)[..., None]
+    return z, image, stylegan2.feature_mask(labels)
 
 
 class Renderers:
@@ -154,9 +153,7 @@ def train(args):
 
     @jax.jit
     def psnr_of(g_ema, z, image):
-        fake = G.apply(g_ema, z, noise_mode="const")
-        mse = jnp.mean(jnp.square(fake - image), axis=(1, 2, 3))
-        return jnp.mean(10 * jnp.log10(4.0 / mse))
+        return jnp.mean(psnr(G.apply(g_ema, z, noise_mode="const"), image))
 
     def ema_psnr(g_ema):
         return psnr_of(g_ema, z_test, image_test)

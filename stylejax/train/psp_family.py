@@ -226,12 +226,22 @@ def centralize_gradients() -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+def learning_rate(config) -> optax.Schedule:
+    """optimizer.lr, then from optimizer.lr_decay_start × num_steps a cosine to 0 at
+    num_steps (1.0: constant, as the papers train)."""
+    o = config.optimizer
+    start = int(o.lr_decay_start * config.num_steps)
+    decay = optax.cosine_decay_schedule(o.lr, max(config.num_steps - start, 1))
+    return optax.join_schedules([optax.constant_schedule(o.lr), decay], [start])
+
+
 def optimizer(config) -> optax.GradientTransformation:
     o = config.optimizer
+    lr = learning_rate(config)
     if o.name == "adam":
-        return optax.adam(o.lr)
+        return optax.adam(lr)
     if o.name == "ranger":
-        fast = optax.chain(centralize_gradients(), optax.radam(o.lr, b1=0.95, b2=0.999, eps=1e-5))
+        fast = optax.chain(centralize_gradients(), optax.radam(lr, b1=0.95, b2=0.999, eps=1e-5))
         return optax.lookahead(fast, sync_period=6, slow_step_size=0.5)
     raise ValueError(f"optimizer.name={o.name!r}: expected 'ranger' or 'adam'")
 
