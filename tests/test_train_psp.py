@@ -186,6 +186,18 @@ def test_ranger_matches_a_reference_of_radam_lookahead_and_centralisation():
             np.testing.assert_allclose(p.fast[n], want[n], rtol=1e-10, err_msg=n)
 
 
+def test_learning_rate_is_constant_then_a_cosine_to_zero():
+    config = psp_configs.get_config()
+    config.num_steps, config.optimizer.lr, config.optimizer.lr_decay_start = 100, 0.01, 0.6
+    lr = family.learning_rate(config)
+    for step, want in [(0, 0.01), (59, 0.01), (60, 0.01), (80, 0.005), (100, 0.0)]:
+        assert float(lr(step)) == pytest.approx(want, abs=1e-9), step
+    assert float(lr(70)) == pytest.approx(0.005 * (1 + np.cos(np.pi / 4)), rel=1e-6)
+    config.optimizer.lr_decay_start = 1.0  # the papers' constant lr
+    assert float(family.learning_rate(config)(99)) == pytest.approx(0.01)
+    assert psp_configs.get_config("ffhq_encode").optimizer.lr_decay_start == 1.0
+
+
 # ----------------------------------------------------------------------------- training
 
 
