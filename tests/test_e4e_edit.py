@@ -1,5 +1,5 @@
 """e4e's editing proof (train/e4e.py: edit_consistency) on tiny synthetic faces, with an
-encoder whose codes are the pixels: the fitted boundary, the move to the other class's mean
+encoder whose codes are the pixels: the fitted boundary, the move to a fixed
 distance, the classifier's accuracies and the PSNRs against smile_flipped are checked against
 direct computations."""
 
@@ -45,6 +45,7 @@ def setup(tmp_path_factory):
     config.data.directory = directory
     config.edit.fit_on = "encoded"  # the pixel codes of training faces
     config.edit.fit_examples = 64  # of 96: the limit is honoured
+    config.edit.distance = 3.0
     config.edit.num_examples = 1000  # more than the split: all 24
     settings = attribute_classifier.Settings(
         data=config.data.name,
@@ -129,7 +130,7 @@ def test_report_counts_and_the_fitted_boundary(setup):
     assert report["fit_examples"] == 64 and report["test_examples"] == DATA.num_test
     train = split(config, "train", ("image", "attributes"), 64)
     labels = train["attributes"]["Smiling"].astype(bool)
-    boundary = stylegan2_editing.fit_direction(train["image"].reshape(64, 1, -1), labels)
+    boundary = stylegan2_editing.mean_difference(train["image"].reshape(64, 1, -1), labels)
     assert report["boundary_train_accuracy"] == pytest.approx(boundary.accuracy)
     distance = e4e_train.boundary_distance(train["image"].reshape(64, 1, -1), boundary)
     want = [distance[~labels].mean(), distance[labels].mean()]
@@ -153,11 +154,10 @@ def test_accuracies_and_psnrs_match_direct_computations(setup):
     train = split(config, "train", ("image", "attributes"), 64)
     train_codes = train["image"].reshape(64, 1, -1)
     train_labels = train["attributes"]["Smiling"].astype(bool)
-    boundary = stylegan2_editing.fit_direction(train_codes, train_labels)
-    distance = e4e_train.boundary_distance(train_codes, boundary)
-    class_mean = np.array([distance[~train_labels].mean(), distance[train_labels].mean()])
+    boundary = stylegan2_editing.mean_difference(train_codes, train_labels)
     codes = x.reshape(len(x), 1, -1)
-    edit = e4e_train.move_to_distance(codes, boundary, class_mean[(~label).astype(int)])
+    target = np.where(label, -config.edit.distance, config.edit.distance)
+    edit = e4e_train.move_to_distance(codes, boundary, target)
     edit = edit.reshape(x.shape)
     edit_score = np.asarray(clf.logits(edit))[:, 0]
     assert report["classifier_accuracy_edit"] == pytest.approx(np.mean((edit_score > 0) == ~label))

@@ -98,6 +98,22 @@ def test_fit_direction_separates_labels():
         stylegan2_editing.fit_direction(x, score)
 
 
+def test_mean_difference_goes_from_one_class_mean_to_the_other():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 2, 8))
+    labels = rng.random(300) < 0.4
+    x[labels] += 1.5  # class 1 sits 1.5 further along every coordinate
+    b = stylegan2_editing.mean_difference(x, labels)
+    diff = x[labels].mean(0) - x[~labels].mean(0)
+    np.testing.assert_allclose(b.direction, diff / np.linalg.norm(diff), rtol=1e-5)
+    midpoint = (x[labels].mean(0) + x[~labels].mean(0)) / 2
+    assert abs(np.sum(midpoint * b.direction) + b.offset) < 1e-6  # the plane halves them
+    side = (x.reshape(300, -1) @ b.direction.reshape(-1) + b.offset) > 0
+    assert b.accuracy == pytest.approx(np.mean(side == labels)) and b.accuracy > 0.95
+    with pytest.raises(ValueError, match="both classes"):
+        stylegan2_editing.mean_difference(x, np.zeros(300))
+
+
 def test_apply_direction_and_sweep(model):
     G, variables = model
     ws = gen.map_to_ws(G, variables, gen.z_from_seeds([1, 2, 3, 4], G.z_dim))

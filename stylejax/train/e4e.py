@@ -396,12 +396,15 @@ def sampled_codes(G, variables, clf, n: int, seed: int = 0):
 
 def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
     """The editing proof on the synthetic faces, whose `smile_flipped` render is the true
-    edit. A direction for config.edit.attribute is fitted InterFaceGAN-style (logistic
-    regression, stylegan2_editing.fit_direction) on config.edit.fit_examples codes with
-    their labels: with edit.fit_on "samples", the W codes of the generator's samples
+    edit. A direction for config.edit.attribute is found on config.edit.fit_examples codes
+    with their labels (edit.direction "mean_difference": stylegan2_editing.mean_difference;
+    "logistic": InterFaceGAN's separating normal, stylegan2_editing.fit_direction): with edit.fit_on "samples", the W codes of the generator's samples
     labelled by the attribute classifier (sampled_codes); with "encoded", the W+ codes of
     encoded training faces and their data set labels. Each encoded test face then moves
-    along it to the mean boundary distance of the other class's fitting codes. Reported: the attribute classifier's accuracy on the
+    along its unit normal to the signed distance ±edit.distance from the boundary, on the
+    other class's side (InterFaceGAN edits by a fixed distance; the fitting codes' class
+    means, reported, can lie much closer to the boundary than an edit of encoded faces
+    needs). Reported: the attribute classifier's accuracy on the
     reconstructions (true labels) and on the edits (toggled labels), how far the edit moves
     its score (logit) towards the target class (mean, and the fraction of faces it moves that
     way), and for Smiling the PSNR against smile_flipped inside the mouth region (edit, and
@@ -436,7 +439,14 @@ def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
         codes, labels = np.concatenate(train_codes), np.concatenate(train_labels).astype(bool)
     else:
         raise ValueError(f"edit.fit_on={e.fit_on!r}: expected 'samples' or 'encoded'")
-    boundary = stylegan2_editing.fit_direction(codes, labels)
+    if e.direction == "mean_difference":
+        boundary = stylegan2_editing.mean_difference(codes, labels)
+    elif e.direction == "logistic":
+        boundary = stylegan2_editing.fit_direction(codes, labels)
+    else:
+        raise ValueError(
+            f"edit.direction={e.direction!r}: expected 'mean_difference' or 'logistic'"
+        )
     distance = boundary_distance(codes, boundary)
     class_mean = np.array([distance[~labels].mean(), distance[labels].mean()])
     smiling = attr == "Smiling"
@@ -447,7 +457,7 @@ def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
     for batch in _examples(config, "test", keys, e.num_examples):
         x, label = batch["image"], batch["attributes"][attr].astype(bool)
         recon, test_codes = (np.asarray(v) for v in model.reconstruct(x))
-        target = class_mean[(~label).astype(int)]
+        target = np.where(label, -e.distance, e.distance)
         edit = np.asarray(model.decode(move_to_distance(test_codes, boundary, target)))
         recon_score = np.asarray(clf.logits(recon))[:, 0]
         edit_score = np.asarray(clf.logits(edit))[:, 0]
