@@ -54,7 +54,7 @@ def get_config(variant: str = ""):
     # an attribute classifier and by smile_flipped. fit_on "samples": the generator's W
     # samples labelled by the classifier (InterFaceGAN); "encoded": encoded training faces
     # with their labels (on the shipped generator their codes carry no smile the fit can
-    # find: the reconstructions' Smiling is at chance, 0.49).
+    # find: the classifier reads the reconstructions' Smiling at chance).
     c.edit = config_dict.ConfigDict()
     c.edit.attribute = "" if variant.startswith("ffhq") else "Smiling"  # "": no proof
     c.edit.fit_on = "samples"

@@ -398,14 +398,14 @@ def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
     """The editing proof on the synthetic faces, whose `smile_flipped` render is the true
     edit. A direction for config.edit.attribute is found on config.edit.fit_examples codes
     with their labels (edit.direction "mean_difference": stylegan2_editing.mean_difference;
-    "logistic": InterFaceGAN's separating normal, stylegan2_editing.fit_direction): with edit.fit_on "samples", the W codes of the generator's samples
-    labelled by the attribute classifier (sampled_codes); with "encoded", the W+ codes of
-    encoded training faces and their data set labels. Each encoded test face then moves
-    along its unit normal to the signed distance ±edit.distance from the boundary, on the
-    other class's side (InterFaceGAN edits by a fixed distance; the fitting codes' class
-    means, reported, can lie much closer to the boundary than an edit of encoded faces
-    needs). Reported: the attribute classifier's accuracy on the
-    reconstructions (true labels) and on the edits (toggled labels), how far the edit moves
+    "logistic": InterFaceGAN's separating normal, stylegan2_editing.fit_direction): with
+    edit.fit_on "samples", the W codes of the generator's samples labelled by the attribute
+    classifier (sampled_codes); with "encoded", the W+ codes of encoded training faces and
+    their data set labels. Each encoded test face then moves along the unit direction to the
+    signed distance ±edit.distance from the boundary, on the other class's side (InterFaceGAN
+    edits by a fixed distance; the fitting codes' class means, reported, can lie much closer
+    to the boundary than an edit of encoded faces needs). Reported: the attribute
+    classifier's accuracy on the reconstructions (true labels) and on the edits (toggled labels), how far the edit moves
     its score (logit) towards the target class (mean, and the fraction of faces it moves that
     way), and for Smiling the PSNR against smile_flipped inside the mouth region (edit, and
     the reconstruction as the baseline) and outside it, and outside it against the
