@@ -297,14 +297,11 @@ def fit_smile_direction(G, variables, n=2000, seed=0, clf=None):
     (or by the attribute classifier `clf` on G(z), as without ground truth)."""
     from stylejax import stylegan2_editing
 
-    z, w = stylegan2_editing.sample_w(G, variables, n, seed)
     if clf is None:
+        z, w = stylegan2_editing.sample_w(G, variables, n, seed)
         labels = smiling(factor_latents.z_to_factor_vectors(z))
-    else:
-        images = generate(G, variables, z)
-        labels = np.concatenate(
-            [classify(clf, images[i : i + 100])["Smiling"] for i in range(0, n, 100)]
-        )
+    else:  # CLASSIFIER_ATTRIBUTES[0] is Smiling
+        w, labels = stylegan2_editing.classified_samples(G, variables, clf, n, seed)
     return stylegan2_editing.fit_direction(w, labels)
 
 

@@ -306,3 +306,14 @@ def sample_w(G, variables, num_samples: int, seed: int = 0, truncation_psi: floa
         G, variables, z, truncation_psi=truncation_psi, batch_size=1024
     )
     return z, ws[:, 0]
+
+
+def classified_samples(G, variables, clf, n: int, seed: int = 0):
+    """InterFaceGAN's labelled samples: (W [n, w_dim] of sample_w, the attribute
+    classifier's labels [n] of the images G(z): its logit 0 > 0)."""
+    z, w = sample_w(G, variables, n, seed)
+    labels = []
+    for i in range(0, n, 100):
+        images = stylegan2_generate.generate(G, variables, z[i : i + 100], batch_size=100)
+        labels.append(np.asarray(clf.logits(images))[:, 0] > 0)
+    return w, np.concatenate(labels)

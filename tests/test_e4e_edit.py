@@ -108,14 +108,14 @@ class RednessClassifier:
         return (images[..., 0].mean((1, 2)) - images[..., 2].mean((1, 2)))[:, None]
 
 
-def test_sampled_codes_are_the_generators_w_labelled_by_the_classifier():
+def test_classified_samples_are_the_generators_w_labelled_by_the_classifier():
     from stylejax import stylegan2_generate
     from stylejax.model_format import load_pretrained
 
     G, variables = load_pretrained(
         Path(stylejax.__file__).parent / "pretrained" / "synthetic64_gan"
     )
-    w, labels = e4e_train.sampled_codes(G, variables, RednessClassifier(), 150, seed=3)
+    w, labels = stylegan2_editing.classified_samples(G, variables, RednessClassifier(), 150, 3)
     z, want_w = stylegan2_editing.sample_w(G, variables, 150, 3)
     np.testing.assert_allclose(w, want_w, rtol=1e-6)
     images = stylegan2_generate.generate(G, variables, z, batch_size=50)

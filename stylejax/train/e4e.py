@@ -381,26 +381,13 @@ def decoder(trained):
     }
 
 
-def sampled_codes(G, variables, clf, n: int, seed: int = 0):
-    """InterFaceGAN's recipe: (W [n, w_dim] of n samples z ~ N(0, I), the attribute
-    classifier's labels [n] of G(z)); clf reads one attribute (its logit 0)."""
-    from stylejax import stylegan2_editing, stylegan2_generate
-
-    z, w = stylegan2_editing.sample_w(G, variables, n, seed)
-    labels = []
-    for i in range(0, n, 100):
-        images = stylegan2_generate.generate(G, variables, z[i : i + 100], batch_size=100)
-        labels.append(np.asarray(clf.logits(images))[:, 0] > 0)
-    return w, np.concatenate(labels)
-
-
 def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
     """The editing proof on the synthetic faces, whose `smile_flipped` render is the true
     edit. A direction for config.edit.attribute is found on config.edit.fit_examples codes
     with their labels (edit.direction "mean_difference": stylegan2_editing.mean_difference;
     "logistic": InterFaceGAN's separating normal, stylegan2_editing.fit_direction): with
     edit.fit_on "samples", the W codes of the generator's samples labelled by the attribute
-    classifier (sampled_codes); with "encoded", the W+ codes of encoded training faces and
+    classifier (stylegan2_editing.classified_samples); with "encoded", the W+ codes of encoded training faces and
     their data set labels. Each encoded test face then moves along the unit direction to the
     signed distance ±edit.distance from the boundary, on the other class's side (InterFaceGAN
     edits by a fixed distance; the fitting codes' class means, reported, can lie much closer
@@ -430,7 +417,9 @@ def edit_consistency(config, model, folder, clf=None) -> dict[str, Any]:
         )
         clf = attribute_classifier.load_or_train(settings, folder)
     if e.fit_on == "samples":
-        codes, labels = sampled_codes(*decoder(model), clf, e.fit_examples, config.seed)
+        codes, labels = stylegan2_editing.classified_samples(
+            *decoder(model), clf, e.fit_examples, config.seed
+        )
     elif e.fit_on == "encoded":
         train_codes, train_labels = [], []
         for batch in _examples(config, "train", ("image", "attributes"), e.fit_examples):
