@@ -317,6 +317,7 @@ def test_configs_and_entry_point():
     assert tuple(default.data.attributes) == ("Smiling",) and trainer.num_domains(default) == 2
     multi = l2m_configs.get_config("multi")
     assert trainer.num_domains(multi) == 4
+    assert (multi.num_steps, multi.train.ds_iter) == (7500, 7500)  # the run docs/l2m.md reports
     celeb = l2m_configs.get_config("celebahq_smile")
     assert (celeb.data.name, celeb.model.img_size, celeb.model.style_dim) == (
         "celeba_hq/256",
