@@ -53,7 +53,7 @@ def get_config(variant: str = ""):
         "psp",
         variant,
         VARIANTS,
-        # 3,000 steps: test PSNR 29.4 dB, SSIM 0.85 on the shipped generator in 11 minutes
+        # 3,000 steps: test PSNR 29.4 dB, SSIM 0.85 on the shipped generator in 10 minutes
         # of the idle 2-core CPU (0.76 at 1,000 steps, 0.82 at 2,000).
         num_steps=3000,
         log_every=50,
