@@ -90,6 +90,11 @@ def get_config(variant: str = ""):
     c.loss.id = 0.1
     c.loss.w_norm = 0.0
     c.loss.l2_crop = 0.0  # the same losses on the inner face crop (frontalisation)
+    # Ours: the L2 weight of eyes, brows, nose, mouth, lips and glasses (labels.FEATURE_PARTS)
+    # relative to the rest, from the data's segmentation maps; 1: plain L2 as in pSp. A
+    # stand-in for what LPIPS and the identity loss do (weigh the facial features) where
+    # their weights are not given.
+    c.loss.part_weight = 1.0
     c.loss.lpips_crop = 0.0
     c.loss.lpips_weights = ""  # converted LPIPS AlexNet checkpoint
     c.loss.id_weights = ""  # converted ArcFace IR-SE50 checkpoint

@@ -51,7 +51,7 @@ def get_config(variant: str = ""):
         c.e4e.delta_norm_lambda = 0.0
     if not ffhq:
         # On the shipped generator every refinement step improves at 1,600 steps (test PSNR
-        # 20.8 → 23.9 → 25.1 → 25.7 → 25.9 dB at steps 1-5; 23 min here), not at 400 (peak
+        # 20.7 → 24.3 → 25.5 → 25.9 → 26.0 dB at steps 1-5; 25 min here), not at 400 (peak
         # at step 4).
         c.num_steps = 1600
         c.checkpoint_every = 400

@@ -117,6 +117,53 @@ def test_l2_and_w_norm_match_their_definitions():
     )
 
 
+def test_part_weighted_l2_is_the_weighted_mean_of_squared_errors():
+    rng = np.random.default_rng(1)
+    y_hat, y = rng.normal(size=(2, 2, 8, 8, 3)).astype(np.float32)
+    weight = np.where(rng.random((2, 8, 8, 1)) < 0.1, 10.0, 1.0).astype(np.float32)
+    weights = dict(l2=1.0, lpips=0, id=0, w_norm=0, l2_crop=0, lpips_crop=0)
+    codes, avg = np.zeros((2, 4, 5), np.float32), np.zeros((4, 5), np.float32)
+    _, terms = family.reconstruction_losses(weights, {}, {}, y_hat, y, codes, avg, weight)
+    per_pixel = ((y_hat - y) ** 2).mean(axis=-1, keepdims=True)
+    np.testing.assert_allclose(terms["l2"], (weight * per_pixel).sum() / weight.sum(), rtol=1e-6)
+    _, plain = family.reconstruction_losses(
+        weights, {}, {}, y_hat, y, codes, avg, np.ones_like(weight)
+    )
+    np.testing.assert_allclose(plain["l2"], np.mean((y_hat - y) ** 2), rtol=1e-6)
+
+
+def test_part_weight_puts_the_feature_mask_of_each_target_in_the_batch(assets):
+    from stylejax.data import labels, pipeline
+
+    config = tiny_config(assets, **{"loss.part_weight": 5.0, "data.flip": False})
+    assert family.batch_spec(config)["weight"].shape == (8, RES, RES, 1)
+    batch, _ = one_batch(config)
+    assert batch["weight"].shape == (8, RES, RES, 1) and batch["weight"].dtype == np.float32
+    # The same 8 examples in the same order, with their segmentation maps: shuffling and
+    # flipping are seeded, so a second read with the segmentation kept gives the same batch.
+    ds = pipeline.make_dataset(
+        config.data.name,
+        global_batch_size=8,
+        split=config.data.split,
+        seed=config.seed,
+        task="encode",
+        flip=False,
+        shuffle_buffer=config.data.shuffle_buffer,
+        data_dir=config.data.directory,
+        keys=("image", "segmentation"),
+    )
+    raw = next(ds.as_numpy_iterator())
+    np.testing.assert_array_equal(raw["target"], batch["target"])
+    expected = np.where(labels.feature_mask(raw["segmentation"]), 5.0, 1.0)
+    np.testing.assert_array_equal(batch["weight"], expected)
+    assert 0 < (batch["weight"] == 5.0).mean() < 0.2  # a few percent of the face
+    assert "weight" not in family.batch_spec(tiny_config(assets))  # off by default
+    with pytest.raises(ValueError, match="part_weight.*frontalization"):
+        family.batch_spec(
+            tiny_config(assets, **{"loss.part_weight": 5.0, "data.task": "frontalization"})
+        )
+
+
 def test_missing_loss_networks_are_switched_off_with_a_note_or_refused(assets, caplog):
     config = tiny_config(assets)
     with caplog.at_level(logging.WARNING):

@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stylejax.data import factor_latents  # noqa: E402
+from stylejax.data import labels as labels_lib  # noqa: E402
 from stylejax.metrics import psnr  # noqa: E402
 from stylejax.train import stylegan2  # noqa: E402
 
@@ -64,7 +65,7 @@ def render_chunk(job):
     z = rng.standard_normal((n, z_dim)).astype(np.float32)
     image, labels = factor_latents.render_batch(z, res, with_labels=True)
     image = np.round((image + 1.0) * 127.5).astype(np.uint8)  # the renders are uint8
-    return z, image, stylegan2.feature_mask(labels)
+    return z, image, labels_lib.feature_mask(labels)
 
 
 class Renderers:

@@ -63,3 +63,15 @@ PALETTE = np.array(
 def colorize(segmentation):
     """Label map (H, W) or (H, W, 1) -> RGB uint8 image (H, W, 3)."""
     return PALETTE[np.asarray(segmentation).reshape(np.shape(segmentation)[:2])]
+
+
+# Eyes, brows, nose, mouth, lips and glasses: a few percent of the pixels that carry the
+# identity and the Smiling attribute; the losses that weigh them more (the renderer
+# objective's train.feature_weight, the encoders' loss.part_weight) use this mask.
+FEATURE_PARTS = ("nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")
+
+
+def feature_mask(labels) -> np.ndarray:
+    """True where part labels ([..., H, W]) are one of FEATURE_PARTS, with a trailing
+    channel axis ([..., H, W, 1]) to weigh images by."""
+    return np.isin(labels, [LABEL[part] for part in FEATURE_PARTS])[..., None]

@@ -253,7 +253,7 @@ def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, f
         )
         y_hat = family.pool_to(y_hat, y.shape[1])
         total, terms = family.reconstruction_losses(
-            weights, nets, frozen, y_hat, y, codes, frozen["latent_avg"]
+            weights, nets, frozen, y_hat, y, codes, frozen["latent_avg"], batch.get("weight")
         )
         extra, extra_total = encoder_terms(
             config, D, state.get("d_params"), codes, stage, steps is not None

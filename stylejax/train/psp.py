@@ -116,7 +116,9 @@ def train_step(config, model, tx, weights, nets, state, batch, frozen):
         y_hat = family.pool_to(y_hat, y.shape[1])
         # pSp's w-norm measures the codes from w_avg when the encoder starts there.
         origin = frozen["latent_avg"] * config.model.start_from_latent_avg
-        total, terms = family.reconstruction_losses(weights, nets, frozen, y_hat, y, codes, origin)
+        total, terms = family.reconstruction_losses(
+            weights, nets, frozen, y_hat, y, codes, origin, batch.get("weight")
+        )
         return total, (terms, updated.get("batch_stats", {}).get("encoder", {}))
 
     (total, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(

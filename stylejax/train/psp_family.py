@@ -16,6 +16,7 @@ import optax
 from absl import logging
 
 from stylejax import images, metrics, model_format
+from stylejax.data import labels
 from stylejax.models import irse
 from stylejax.models import lpips as lpips_lib
 from stylejax.models import stylegan2 as sg
@@ -183,12 +184,16 @@ def pool_to(images, size: int):
     return images if images.shape[1] == size else torch_ops.adaptive_avg_pool2d(images, size)
 
 
-def reconstruction_losses(weights, nets, frozen, y_hat, y, codes, latent_avg):
+def reconstruction_losses(weights, nets, frozen, y_hat, y, codes, latent_avg, pixel_weight=None):
     """Weighted pSp losses between output y_hat and target y. Returns (total, {name: value})
-    with every active term unweighted in the dict."""
+    with every active term unweighted in the dict. pixel_weight ([B, H, W, 1], the batch's
+    "weight" under loss.part_weight) weighs the L2 term's pixels."""
     terms = {}
     if weights["l2"]:
-        terms["l2"] = jnp.mean(jnp.square(y_hat - y))
+        if pixel_weight is None:
+            terms["l2"] = jnp.mean(jnp.square(y_hat - y))
+        else:  # a weighted mean: the same scale as the plain L2
+            terms["l2"] = jnp.mean(pixel_weight * jnp.square(y_hat - y)) / jnp.mean(pixel_weight)
     if weights["lpips"]:
         terms["lpips"] = jnp.mean(nets["lpips"].apply(frozen["lpips"], y_hat, y))
     if weights["l2_crop"]:
@@ -336,8 +341,11 @@ def init_encoder_from_arcface(config, state):
 
 def make_data(config):
     """Per-process (source, target) batches of the training split, and the tf.data iterator."""
-    from stylejax.data import pipeline
+    from stylejax.data import pipeline, tasks
 
+    keys = None  # the features the task reads
+    if weighs_parts(config) and config.data.task in tasks.TASKS:
+        keys = (*tasks.TASKS[config.data.task][1], "segmentation")
     ds = pipeline.make_dataset(
         config.data.name,
         global_batch_size=config.batch_size,
@@ -347,6 +355,7 @@ def make_data(config):
         flip=config.data.flip,
         shuffle_buffer=config.data.shuffle_buffer,
         data_dir=config.data.directory or None,
+        keys=keys,
     )
     channels = ds.element_spec["source"].shape[-1]
     if channels != config.model.input_nc:
@@ -354,17 +363,43 @@ def make_data(config):
             f"the {config.data.task} task gives {channels}-channel inputs but "
             f"model.input_nc={config.model.input_nc}"
         )
-    return loop.numpy_batches(ds, ("source", "target"))
+    if not weighs_parts(config):
+        return loop.numpy_batches(ds, ("source", "target"))
+    batches, tf_iterator = loop.numpy_batches(ds, ("source", "target", "segmentation"))
+    extra = config.loss.part_weight - 1.0
+
+    def weighted():
+        for batch in batches:
+            mask = labels.feature_mask(batch.pop("segmentation")).astype(np.float32)
+            yield dict(batch, weight=1.0 + extra * mask)
+
+    return weighted(), tf_iterator
+
+
+def weighs_parts(config) -> bool:
+    """Whether loss.part_weight asks for per-pixel L2 weights from the segmentation maps
+    (which then must describe the target: every task but frontalisation)."""
+    if config.loss.part_weight == 1.0:
+        return False
+    if config.data.task == "frontalization":
+        raise ValueError(
+            "loss.part_weight needs the target's segmentation, and the frontalization task's "
+            "target (the frontal render) has none; set --config.loss.part_weight=1"
+        )
+    return True
 
 
 def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
     """One global (source, target) batch: sources at input_shape(config), RGB targets."""
     source = (config.batch_size, *input_shape(config))
     target = (*source[:3], 3)
-    return {
+    spec = {
         "source": jax.ShapeDtypeStruct(source, jnp.float32),
         "target": jax.ShapeDtypeStruct(target, jnp.float32),
     }
+    if weighs_parts(config):
+        spec["weight"] = jax.ShapeDtypeStruct((*source[:3], 1), jnp.float32)
+    return spec
 
 
 def eval_batch(model, nets, state, frozen, batch, baseline: bool = False):

@@ -96,7 +96,14 @@ def train_step(config, model, D, tx, d_tx, weights, nets, steps, state, batch, f
             )
             y_hat = family.pool_to(new_images, y.shape[1])
             total, terms = family.reconstruction_losses(
-                weights, nets, frozen, y_hat, y, new_codes, frozen["latent_avg"]
+                weights,
+                nets,
+                frozen,
+                y_hat,
+                y,
+                new_codes,
+                frozen["latent_avg"],
+                batch.get("weight"),
             )
             extra, extra_total = e4e_train.encoder_terms(
                 config, D, state.get("d_params"), new_codes, stage, progressive

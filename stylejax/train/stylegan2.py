@@ -45,7 +45,7 @@ from absl import logging
 
 from stylejax import augment, images
 from stylejax.data import factor_latents
-from stylejax.data.labels import LABEL
+from stylejax.data import labels as labels_lib
 from stylejax.metrics import pyramid_l1
 from stylejax.models import stylegan2 as sg
 from stylejax.train import gan, loop
@@ -419,17 +419,6 @@ def ada_update(config, ada, new_step, signs, count):
     }
 
 
-# Eyes, brows, nose, mouth, lips and glasses: a few percent of the pixels that carry the
-# identity and the Smiling attribute; the renderer objective weighs them feature_weight ×.
-FEATURE_PARTS = ("nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")
-
-
-def feature_mask(labels) -> np.ndarray:
-    """True where part labels ([..., H, W]) are one of FEATURE_PARTS, with a trailing
-    channel axis ([..., H, W, 1]) to weigh images by."""
-    return np.isin(labels, [LABEL[part] for part in FEATURE_PARTS])[..., None]
-
-
 def lr_factor(config, step):
     """The renderer objective's learning-rate factor: 1, then a cosine to 0 from
     train.lr_decay_start × num_steps (a smaller step size for the fine details at the end)."""
@@ -733,7 +722,7 @@ def rendered_batches(config, prefetch=4):
                 rng = np.random.default_rng([config.seed, jax.process_index(), i])
                 z = rng.standard_normal((n, config.model.z_dim)).astype(np.float32)
                 image, labels = factor_latents.render_batch(z, config.model.resolution, True)
-                weight = 1 + (config.train.feature_weight - 1) * feature_mask(labels)
+                weight = 1 + (config.train.feature_weight - 1) * labels_lib.feature_mask(labels)
                 out.put({"z": z, "image": image, "weight": weight.astype(np.float32)})
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             out.put(e)
