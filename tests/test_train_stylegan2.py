@@ -18,6 +18,7 @@ from tracing import counting_traces
 
 from configs import stylegan2 as stylegan2_configs
 from stylejax import metrics
+from stylejax.data.labels import LABEL
 from stylejax.models import stylegan2 as sg
 from stylejax.train import gan, loop
 from stylejax.train import stylegan2 as trainer
@@ -377,9 +378,9 @@ def test_renderer_objective_learns_rendered_batches(renderer_setup):
     assert set(task.batch_spec) == {"z", "image", "weight"}
     image, labels = factor_latents.render_batch(batch["z"], RES, with_labels=True)
     np.testing.assert_allclose(batch["image"], image)
-    mouth = labels == trainer.LABEL["mouth"]
+    mouth = labels == LABEL["mouth"]
     assert mouth.any() and np.all(batch["weight"][..., 0][mouth] == 5.0)
-    assert np.all(batch["weight"][..., 0][labels == trainer.LABEL["skin"]] == 1.0)
+    assert np.all(batch["weight"][..., 0][labels == LABEL["skin"]] == 1.0)
     losses, s = [], state
     for _ in range(8):
         s, metrics = step(s, batch)

@@ -340,12 +340,14 @@ def init_encoder_from_arcface(config, state):
 
 
 def make_data(config):
-    """Per-process (source, target) batches of the training split, and the tf.data iterator."""
+    """Per-process (source, target) batches of the training split, and the tf.data iterator;
+    with loss.part_weight ≠ 1 each batch also holds its L2 "weight" map ([B, H, W, 1]: the
+    part weight on the target's facial features, else 1)."""
     from stylejax.data import pipeline, tasks
 
     keys = None  # the features the task reads
     if weighs_parts(config) and config.data.task in tasks.TASKS:
-        keys = (*tasks.TASKS[config.data.task][1], "segmentation")
+        keys = tuple(dict.fromkeys((*tasks.TASKS[config.data.task][1], "segmentation")))
     ds = pipeline.make_dataset(
         config.data.name,
         global_batch_size=config.batch_size,
