@@ -57,7 +57,7 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     assert written == expected
     if name == "inversion_and_editing.ipynb":
         # The generated target (row 0) is recovered (27.7 dB in the tiny settings on the
-        # shipped generator); the boundary separates its extremes.
+        # generator shipped before the current one); the boundary separates its extremes.
         psnr = np.asarray(
             namespace["metrics"].psnr(namespace["result"].images, namespace["targets"])
         )

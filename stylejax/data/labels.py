@@ -75,3 +75,8 @@ def feature_mask(labels) -> np.ndarray:
     """True where part labels ([..., H, W]) are one of FEATURE_PARTS, with a trailing
     channel axis ([..., H, W, 1]) to weigh images by."""
     return np.isin(labels, [LABEL[part] for part in FEATURE_PARTS])[..., None]
+
+
+def feature_weights(labels, weight: float) -> np.ndarray:
+    """float32 [..., H, W, 1] per-pixel loss weights: `weight` on FEATURE_PARTS, 1 elsewhere."""
+    return np.where(feature_mask(labels), weight, 1.0).astype(np.float32)

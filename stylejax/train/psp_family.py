@@ -368,12 +368,11 @@ def make_data(config):
     if not weighs_parts(config):
         return loop.numpy_batches(ds, ("source", "target"))
     batches, tf_iterator = loop.numpy_batches(ds, ("source", "target", "segmentation"))
-    extra = config.loss.part_weight - 1.0
 
     def weighted():
         for batch in batches:
-            mask = labels.feature_mask(batch.pop("segmentation")).astype(np.float32)
-            yield dict(batch, weight=1.0 + extra * mask)
+            segmentation = batch.pop("segmentation")
+            yield dict(batch, weight=labels.feature_weights(segmentation, config.loss.part_weight))
 
     return weighted(), tf_iterator
 

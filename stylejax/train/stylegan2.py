@@ -722,8 +722,8 @@ def rendered_batches(config, prefetch=4):
                 rng = np.random.default_rng([config.seed, jax.process_index(), i])
                 z = rng.standard_normal((n, config.model.z_dim)).astype(np.float32)
                 image, labels = factor_latents.render_batch(z, config.model.resolution, True)
-                weight = 1 + (config.train.feature_weight - 1) * labels_lib.feature_mask(labels)
-                out.put({"z": z, "image": image, "weight": weight.astype(np.float32)})
+                weight = labels_lib.feature_weights(labels, config.train.feature_weight)
+                out.put({"z": z, "image": image, "weight": weight})
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             out.put(e)
 
