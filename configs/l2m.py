@@ -70,6 +70,12 @@ def get_config(variant: str = ""):
     c.train.lambda_rec = 10.0
     # Ours: ‖edit − x‖₁ for both edits (keeps what the attribute does not need); 0: the paper.
     c.train.lambda_keep = 10.0
+    # Ours, from the data's part labels (train/l2m.py pixel_weights): λ_rec's L1 of eyes,
+    # brows, nose, mouth, lips and glasses weighed part_weight×, and λ_keep not applied on
+    # keep_free_parts grown by keep_free_grow px (where the edit must redraw the face).
+    c.train.part_weight = 1.0
+    c.train.keep_free_parts = ()
+    c.train.keep_free_grow = 3
     c.train.ema_beta = 0.99
     # Ours: D's head for any other domain calls a real image fake (d_loss_fn); 0: the paper.
     c.train.lambda_dom = 1.0

@@ -223,6 +223,51 @@ def test_warmup_step_trains_an_autoencoder_and_a_domain_classifier(setup):
         assert not changed(p0["style_encoder"][k], p1["style_encoder"][k]), k
 
 
+def test_part_labels_weigh_the_reconstruction_and_free_the_mouth_from_keep(setup, one_device_step):
+    """train.part_weight weighs λ_rec's L1 of the facial features (a weighted mean, in the
+    warm-up and in the adversarial step); train.keep_free_parts zeroes λ_keep where the
+    edited attribute lives (the parts grown by keep_free_grow pixels)."""
+    config, task, state, batch = setup
+    config = config.copy_and_resolve_references()
+    config.train.part_weight = 4.0
+    config.train.keep_free_parts = ("mouth", "u_lip", "l_lip")
+    config.train.keep_free_grow = 1
+    seg = np.zeros((BATCH, RES, RES), np.int32)
+    seg[:, 8, 6:9] = 11  # u_lip
+    seg[:, 4, 4] = 4  # l_eye
+    maps = trainer.pixel_weights(config, seg)
+    assert set(maps) == set(trainer.pixel_weight_keys(config)) == {"rec_weight", "keep_weight"}
+    rec_w, keep_w = maps["rec_weight"][..., 0], maps["keep_weight"][..., 0]
+    assert rec_w[0, 8, 7] == rec_w[0, 4, 4] == 4.0 and rec_w[0, 0, 0] == 1.0
+    assert keep_w[0, 7, 7] == keep_w[0, 8, 5] == keep_w[0, 8, 7] == 0.0  # the lip, grown 1 px
+    assert keep_w[0, 7, 5] == keep_w[0, 4, 4] == 1.0 and (keep_w == 0).sum() == BATCH * 11
+    task = trainer.make_task(config)
+    assert task.batch_spec["keep_weight"].shape == (BATCH, RES, RES, 1)
+
+    weighted = dict(batch, **maps)
+    _, warm = jax.device_get(
+        jax.jit(task.warmup_step, compiler_options=FAST_COMPILE)(state, weighted)
+    )
+    model, _ = trainer.build_models(config)
+    x, y = batch["image"], batch["domain"]
+    rebuilt = model.apply(
+        {"params": state["params"]}, method=lambda m: m.generate(x, m.style_encoder.style(x, y))
+    )
+    error = np.abs(np.asarray(rebuilt) - x)
+    expected = np.mean(maps["rec_weight"] * error) / np.mean(maps["rec_weight"])
+    assert warm["rec"] == pytest.approx(expected, rel=1e-5)
+    assert abs(warm["rec"] - error.mean()) > 1e-4  # the weights did change it
+
+    # Uniform weights leave the adversarial step's reconstruction as it was; keep weights of
+    # zero leave nothing for λ_keep.
+    _, plain = jax.device_get(one_device_step(state))
+    uniform = dict(batch, rec_weight=np.ones_like(maps["rec_weight"]))
+    uniform["keep_weight"] = np.zeros_like(maps["keep_weight"])
+    _, m = jax.device_get(jax.jit(task.train_step, compiler_options=FAST_COMPILE)(state, uniform))
+    assert m["rec"] == pytest.approx(plain["rec"], rel=1e-5) and plain["keep"] > 0
+    assert m["keep"] == 0.0
+
+
 def test_ds_weight_decays_to_zero():
     config = tiny_config()
     config.train.ds_iter = 100

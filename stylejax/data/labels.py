@@ -69,12 +69,30 @@ def colorize(segmentation):
 # identity and the Smiling attribute; the losses that weigh them more (the renderer
 # objective's train.feature_weight, the encoders' loss.part_weight) use this mask.
 FEATURE_PARTS = ("nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")
+MOUTH_PARTS = ("mouth", "u_lip", "l_lip")
+
+
+def part_mask(labels, parts) -> np.ndarray:
+    """[..., H, W] bool: where part labels ([..., H, W]) are one of `parts` (class names)."""
+    return np.isin(labels, [LABEL[part] for part in parts])
+
+
+def grow(mask, pixels: int) -> np.ndarray:
+    """A [..., H, W] bool mask grown by `pixels` steps to the 4 neighbours."""
+    for _ in range(pixels):
+        grown = mask.copy()
+        grown[..., 1:, :] |= mask[..., :-1, :]
+        grown[..., :-1, :] |= mask[..., 1:, :]
+        grown[..., 1:] |= mask[..., :-1]
+        grown[..., :-1] |= mask[..., 1:]
+        mask = grown
+    return mask
 
 
 def feature_mask(labels) -> np.ndarray:
     """True where part labels ([..., H, W]) are one of FEATURE_PARTS, with a trailing
     channel axis ([..., H, W, 1]) to weigh images by."""
-    return np.isin(labels, [LABEL[part] for part in FEATURE_PARTS])[..., None]
+    return part_mask(labels, FEATURE_PARTS)[..., None]
 
 
 def feature_weights(labels, weight: float) -> np.ndarray:

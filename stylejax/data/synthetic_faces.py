@@ -14,8 +14,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from stylejax.data import face_renderer as renderer
+from stylejax.data import labels
 from stylejax.data.building import default_num_workers, encode_png, map_in_workers
-from stylejax.data.labels import CLASS_NAMES, LABEL
+from stylejax.data.labels import CLASS_NAMES
 
 SPLIT_IDS = {"train": 0, "test": 1}  # keeps the identities of the two splits apart
 
@@ -116,13 +117,5 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
 def smile_region(segmentation, image, flipped, dilate=2):
     """[N, H, W] bool: the lips and mouth of `image`, and every pixel its `smile_flipped`
     render redraws, grown by `dilate` pixels: the region an ideal Smiling edit changes."""
-    lips = np.isin(segmentation, [LABEL["mouth"], LABEL["u_lip"], LABEL["l_lip"]])
-    region = lips | np.any(np.abs(image - flipped) > 1e-6, axis=-1)
-    for _ in range(dilate):
-        grown = region.copy()
-        grown[:, 1:] |= region[:, :-1]
-        grown[:, :-1] |= region[:, 1:]
-        grown[:, :, 1:] |= region[:, :, :-1]
-        grown[:, :, :-1] |= region[:, :, 1:]
-        region = grown
-    return region
+    lips = labels.part_mask(segmentation, labels.MOUTH_PARTS)
+    return labels.grow(lips | np.any(np.abs(image - flipped) > 1e-6, axis=-1), dilate)

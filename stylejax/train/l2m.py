@@ -38,7 +38,7 @@ import optax
 from absl import logging
 
 from stylejax import attribute_classifier, images, metrics
-from stylejax.data import synthetic_faces
+from stylejax.data import labels, synthetic_faces
 from stylejax.models import l2m, stargan_v2
 from stylejax.train import gan, loop
 
@@ -224,6 +224,15 @@ def apply_updates(config, g_tx, d_tx, state, g_grads, d_grads, metrics, *, idle_
     return new_state, metrics
 
 
+def reconstruction_loss(out, x, batch):
+    """‖out − x‖₁, with the facial features weighed by the batch's "rec_weight"
+    (train.part_weight) when it has one: a weighted mean, on the plain L1's scale."""
+    if "rec_weight" not in batch:
+        return jnp.mean(jnp.abs(out - x))
+    w = batch["rec_weight"]
+    return jnp.mean(w * jnp.abs(out - x)) / jnp.mean(w)
+
+
 def warmup_step(config, model, D, g_tx, d_tx, state, batch):
     """Ours, a curriculum: G and E learn to reconstruct (G(x, E(x, y)) ≈ x, the α = 0 edit)
     and D learns the domains as a classifier of real images (each image's own head says
@@ -237,7 +246,7 @@ def warmup_step(config, model, D, g_tx, d_tx, state, batch):
         def reconstruct(m):
             return m.generate(x, m.style_encoder.style(x, y))
 
-        rec = jnp.mean(jnp.abs(model.apply({"params": p}, method=reconstruct) - x))
+        rec = reconstruction_loss(model.apply({"params": p}, method=reconstruct), x, batch)
         return rec, {"rec": rec}
 
     def d_loss_fn(dp):
@@ -290,10 +299,13 @@ def train_step(config, model, D, g_tx, d_tx, state, batch):
         sty = jnp.mean(jnp.abs(predicted - jnp.concatenate([st["edit"], st["guided"]])))
         ds = jnp.mean(jnp.abs(guided - guided2))
         cyc = jnp.mean(jnp.abs(generate(p, edit, st["s"]) - x))
-        rec = jnp.mean(jnp.abs(own - x))
+        rec = reconstruction_loss(own, x, batch)
         # Ours: an L1 pull of both edits to the input, so the cheapest way for an edit to
         # read as its target domain is to change only where the attribute lives.
-        keep = jnp.mean(jnp.abs(fakes - jnp.concatenate([x, x])))
+        keep = jnp.abs(fakes - jnp.concatenate([x, x]))
+        if "keep_weight" in batch:  # not where the edited attribute lives
+            keep = keep * jnp.concatenate([batch["keep_weight"]] * 2)
+        keep = jnp.mean(keep)
         ort = orthogonality_loss(st["s1"], st["s2"], st["s3"])
         loss = adv + t.lambda_sty * sty - lambda_ds * ds + t.lambda_cyc * cyc
         loss += t.lambda_rec * rec + t.lambda_ort * ort + t.lambda_keep * keep
@@ -364,6 +376,8 @@ def make_task(config, mesh=None, frozen: str = "load") -> loop.Task:
         "image": jax.ShapeDtypeStruct((config.batch_size, size, size, 3), jnp.float32),
         "domain": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32),
     }
+    for key in pixel_weight_keys(config):
+        batch_spec[key] = jax.ShapeDtypeStruct((config.batch_size, size, size, 1), jnp.float32)
     samples = None
     if config.num_samples:
 
@@ -399,17 +413,45 @@ def domains_of(attributes: dict, names) -> np.ndarray:
     return np.asarray(l2m.domain_index({k: np.asarray(attributes[k]) for k in names}, names))
 
 
+def pixel_weight_keys(config) -> tuple[str, ...]:
+    """The per-pixel loss weights training batches carry (ours, from the data's part
+    labels): "rec_weight" when train.part_weight ≠ 1, "keep_weight" when
+    train.keep_free_parts names parts."""
+    t = config.train
+    return (("rec_weight",) if t.part_weight != 1.0 else ()) + (
+        ("keep_weight",) if t.keep_free_parts else ()
+    )
+
+
+def pixel_weights(config, segmentation) -> dict[str, np.ndarray]:
+    """[B, H, W, 1] float32 maps: "rec_weight" weighs λ_rec's L1 of the facial features
+    (labels.FEATURE_PARTS) by train.part_weight; "keep_weight" is 0 on
+    train.keep_free_parts grown by train.keep_free_grow pixels (where the edit must change
+    the face, which λ_keep would pull back to the input) and 1 elsewhere."""
+    t = config.train
+    out = {}
+    if t.part_weight != 1.0:
+        out["rec_weight"] = labels.feature_weights(segmentation, t.part_weight)
+    if t.keep_free_parts:
+        free = labels.grow(labels.part_mask(segmentation, t.keep_free_parts), t.keep_free_grow)
+        out["keep_weight"] = np.where(free, 0.0, 1.0).astype(np.float32)[..., None]
+    return out
+
+
 def make_data(config, split=None, *, keys=("image",), seed="config", repeat=True, flip=None):
-    """Per-process numpy batches {'image', 'domain', +keys}, and the tf.data iterator."""
+    """Per-process numpy batches {'image', 'domain', +keys}, and the tf.data iterator.
+    Training batches (split None) also carry the per-pixel loss weights (pixel_weights)."""
     from stylejax.data import pipeline
 
     d = config.data
+    weighted = split is None and pixel_weight_keys(config)
+    read = tuple(keys) + (("segmentation",) if weighted and "segmentation" not in keys else ())
     ds = pipeline.make_dataset(
         d.name,
         global_batch_size=config.batch_size,
         split=split or d.split,
         seed=config.seed if seed == "config" else seed,
-        keys=tuple(keys) + ("attributes",),
+        keys=read + ("attributes",),
         flip=d.flip if flip is None else flip,
         repeat=repeat,
         shuffle_buffer=d.shuffle_buffer,
@@ -422,6 +464,8 @@ def make_data(config, split=None, *, keys=("image",), seed="config", repeat=True
             out = {k: batch[k].numpy() for k in keys}
             attributes = {k: v.numpy() for k, v in batch["attributes"].items()}
             out["domain"] = domains_of(attributes, d.attributes).astype(np.int32)
+            if weighted:
+                out.update(pixel_weights(config, batch["segmentation"].numpy()))
             yield out
 
     return numpy_batches(), tf_iterator
