@@ -158,6 +158,23 @@ def test_encoder_bootstrapping_starts_from_the_given_codes():
     assert np.abs(np.asarray(residuals[0]) - np.asarray(residuals_avg[0])).max() > 1e-4
 
 
+def test_each_variant_gets_its_recipes_encoder():
+    """The synthetic default inverts with pSp's feature pyramid; the public FFHQ recipes keep their BackboneEncoder / ProgressiveBackboneEncoder."""
+    types = {v: restyle_configs.get_config(v).model.encoder_type for v in restyle_configs.VARIANTS}
+    assert types == {
+        "": "GradualStyleEncoder",
+        "e4e": "ProgressiveBackboneEncoder",
+        "ffhq_encode": "BackboneEncoder",
+        "ffhq_encode_e4e": "ProgressiveBackboneEncoder",
+    }
+    G, g_vars = generator()
+    config = restyle_configs.get_config("")
+    kwargs = restyle_train.encoder_kwargs(config, G, RES)
+    assert kwargs["block_spatial"] == [1, 2, 4]  # its 1/16, 1/8 and 1/4 maps, not the last map
+    encoder = restyle.build_encoder(config.model.encoder_type, **kwargs)
+    assert type(encoder).__name__ == "GradualStyleEncoder"
+
+
 # --------------------------------------------------------------------------- e4e rules
 
 
