@@ -33,6 +33,7 @@ def tiny_config():
     # differ between any two summation orders. A larger eps keeps those steps negligible,
     # so the comparison below tests the gradients.
     c.train.adam_eps = 1e-3
+    c.train.part_weight, c.train.keep_free_parts = 1.0, ()  # plain batches (tested apart)
     return c
 
 
@@ -363,6 +364,10 @@ def test_configs_and_entry_point():
     multi = l2m_configs.get_config("multi")
     assert trainer.num_domains(multi) == 4
     assert (multi.num_steps, multi.train.ds_iter) == (7500, 7500)  # the run docs/l2m.md reports
+    # The default's part weights (docs/l2m.md); the multi run was measured without them.
+    assert trainer.pixel_weight_keys(default) == ("rec_weight", "keep_weight")
+    assert tuple(default.train.keep_free_parts) == ("mouth", "u_lip", "l_lip")
+    assert trainer.pixel_weight_keys(multi) == ()
     celeb = l2m_configs.get_config("celebahq_smile")
     assert (celeb.data.name, celeb.model.img_size, celeb.model.style_dim) == (
         "celeba_hq/256",
