@@ -175,6 +175,20 @@ def test_each_variant_gets_its_recipes_encoder():
     assert type(encoder).__name__ == "GradualStyleEncoder"
 
 
+def test_the_lr_schedule_counts_updates_when_each_iteration_updates():
+    """With restyle.update_each_iteration a batch makes N optimiser updates: the cosine
+    decay must stretch over num_steps × N updates, not end after num_steps of them."""
+    c = restyle_configs.get_config("")
+    c.num_steps, c.restyle.n_iters_per_batch = 100, 5
+    summed = family.learning_rate(c)
+    assert float(summed(49)) == pytest.approx(c.optimizer.lr) and float(summed(100)) == 0.0
+    c.restyle.update_each_iteration = True
+    each = family.learning_rate(c)
+    assert float(each(249)) == pytest.approx(c.optimizer.lr)
+    assert float(each(375)) == pytest.approx(c.optimizer.lr / 2, rel=1e-5)
+    assert float(each(500)) == 0.0
+
+
 # --------------------------------------------------------------------------- e4e rules
 
 

@@ -232,11 +232,14 @@ def centralize_gradients() -> optax.GradientTransformation:
 
 
 def learning_rate(config) -> optax.Schedule:
-    """optimizer.lr, then from optimizer.lr_decay_start × num_steps a cosine to 0 at
-    num_steps (1.0: constant, as the papers train)."""
+    """optimizer.lr, then from optimizer.lr_decay_start of the run a cosine to 0 at its last
+    update (1.0: constant, as the papers train). The schedule counts optimiser updates:
+    num_steps, or num_steps × N with ReStyle's restyle.update_each_iteration."""
     o = config.optimizer
-    start = int(o.lr_decay_start * config.num_steps)
-    decay = optax.cosine_decay_schedule(o.lr, max(config.num_steps - start, 1))
+    r = config.get("restyle")
+    updates = config.num_steps * (r.n_iters_per_batch if r and r.update_each_iteration else 1)
+    start = int(o.lr_decay_start * updates)
+    decay = optax.cosine_decay_schedule(o.lr, max(updates - start, 1))
     return optax.join_schedules([optax.constant_schedule(o.lr), decay], [start])
 
 
