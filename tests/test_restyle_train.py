@@ -167,8 +167,10 @@ def test_each_variant_gets_its_recipes_encoder():
         "ffhq_encode": "BackboneEncoder",
         "ffhq_encode_e4e": "ProgressiveBackboneEncoder",
     }
-    G, g_vars = generator()
     config = restyle_configs.get_config("")
+    assert config.restyle.update_each_iteration and config.num_steps == 800  # README's run
+    assert not restyle_configs.get_config("ffhq_encode").restyle.update_each_iteration
+    G, g_vars = generator()
     kwargs = restyle_train.encoder_kwargs(config, G, RES)
     assert kwargs["block_spatial"] == [1, 2, 4]  # its 1/16, 1/8 and 1/4 maps, not the last map
     encoder = restyle.build_encoder(config.model.encoder_type, **kwargs)
@@ -180,6 +182,7 @@ def test_the_lr_schedule_counts_updates_when_each_iteration_updates():
     decay must stretch over num_steps × N updates, not end after num_steps of them."""
     c = restyle_configs.get_config("")
     c.num_steps, c.restyle.n_iters_per_batch = 100, 5
+    c.restyle.update_each_iteration = False
     summed = family.learning_rate(c)
     assert float(summed(49)) == pytest.approx(c.optimizer.lr) and float(summed(100)) == 0.0
     c.restyle.update_each_iteration = True

@@ -4,7 +4,7 @@ The test that reads it (tests/test_restyle_trained.py) checks ReStyle's defining
 that reconstruction error falls with the step count on the synthetic faces' test split; that
 needs a trained model, and training one takes minutes, so the model is stored instead. It is
 the default ReStyle config (`configs/restyle.py`: five iterations per batch, the generator
-the project ships) with the public recipe's BackboneEncoder (every style from the last map:
+the project ships) with the public recipe's summed update and BackboneEncoder (every style from the last map:
 fewer style heads than the default's feature pyramid) over a narrower trunk without
 squeeze-excitation (IR-18 at `model.base_width` 8; SE blocks need 16 channels) so that the
 stored files stay small. The export includes the
@@ -40,6 +40,7 @@ def main():
         "--config=configs/restyle.py",
         f"--workdir={workdir}",
         "--config.model.encoder_type=BackboneEncoder",
+        "--config.restyle.update_each_iteration=False",
         "--config.model.mode=ir",
         f"--config.model.base_width={args.base_width}",
         f"--config.num_steps={args.steps}",
