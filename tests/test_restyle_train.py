@@ -78,7 +78,8 @@ def config_a(**fields):
     """N = 2 iterations summed into one update under lax.scan (at this tiny size scan
     compiles and runs faster than unrolled), with Adam; the tests that use it share one
     compiled step (the persistent compilation cache)."""
-    config = tiny_config(restyle_configs, n_iters_per_batch=2, **{"scan": True, **fields})
+    fields = {"scan": True, "update_each_iteration": False, **fields}
+    config = tiny_config(restyle_configs, n_iters_per_batch=2, **fields)
     config.optimizer.name = "adam"
     return config
 
