@@ -50,17 +50,14 @@ def get_config(variant: str = ""):
     if not e4e_flavour:
         c.e4e.w_discriminator_lambda = 0.0
         c.e4e.delta_norm_lambda = 0.0
-    if variant == "":
-        # The feature pyramid maps each style from its own scale; BackboneEncoder (every
-        # style from the last map, the public recipe) levels off early on these faces. At
-        # 1,600 steps every refinement step improves: test PSNR 22.3 → 26.1 → 27.2 → 27.5 →
-        # 27.6 dB at steps 1-5 in 23 min here; BackboneEncoder 20.7 → … → 26.0 dB.
-        c.model.encoder_type = "GradualStyleEncoder"
     if not ffhq:
         c.num_steps = 1600
     if variant == "":
-        # Ours: an update after every iteration (the same compute per batch). 800 steps:
-        # step 5 27.64 dB against pSp's 26.55 after the same 800 steps (README).
+        # Ours, both (README): the feature pyramid maps each style from its own scale, where
+        # BackboneEncoder levels off early on these faces (step 5 27.58 against 25.98 dB
+        # after 1,600 summed-update steps); an update after every iteration (the same
+        # compute per batch) then gives 27.64 dB in 800 steps, pSp 26.55 in the same 800.
+        c.model.encoder_type = "GradualStyleEncoder"
         c.restyle.update_each_iteration = True
         c.num_steps = 800
         c.checkpoint_every = 400

@@ -4,8 +4,8 @@ The test that reads it (tests/test_restyle_trained.py) checks ReStyle's defining
 that reconstruction error falls with the step count on the synthetic faces' test split; that
 needs a trained model, and training one takes minutes, so the model is stored instead. It is
 the default ReStyle config (`configs/restyle.py`: five iterations per batch, the generator
-the project ships) with the public recipe's summed update and BackboneEncoder (every style from the last map:
-fewer style heads than the default's feature pyramid) over a narrower trunk without
+the project ships) with the public recipe's summed update and BackboneEncoder, over a
+narrower trunk without
 squeeze-excitation (IR-18 at `model.base_width` 8; SE blocks need 16 channels) so that the
 stored files stay small. The export includes the
 generator it was trained against, so the test keeps its meaning when the shipped generator

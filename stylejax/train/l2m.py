@@ -429,10 +429,11 @@ def pixel_weights(config, segmentation) -> dict[str, np.ndarray]:
     train.keep_free_parts grown by train.keep_free_grow pixels (where the edit must change
     the face, which λ_keep would pull back to the input) and 1 elsewhere."""
     t = config.train
+    keys = pixel_weight_keys(config)
     out = {}
-    if t.part_weight != 1.0:
+    if "rec_weight" in keys:
         out["rec_weight"] = labels.feature_weights(segmentation, t.part_weight)
-    if t.keep_free_parts:
+    if "keep_weight" in keys:
         free = labels.grow(labels.part_mask(segmentation, t.keep_free_parts), t.keep_free_grow)
         out["keep_weight"] = np.where(free, 0.0, 1.0).astype(np.float32)[..., None]
     return out
