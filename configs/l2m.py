@@ -51,6 +51,7 @@ def get_config(variant: str = ""):
     c.model.max_conv_dim = 64
     c.model.dim_in = config_dict.placeholder(int)  # None: the official 2**14 // img_size
     c.model.dim_in = 8  # 8 channels at 64 px, 16 at 32, 32 at 16, 64 below: ~1 CPU-s/step
+    c.model.d_dim_in = config_dict.placeholder(int)  # the discriminator's (None: dim_in)
     c.model.w_hpf = 0.0  # the FAN masks are for real faces; training supports w_hpf = 0
 
     c.train = config_dict.ConfigDict()

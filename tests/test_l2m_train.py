@@ -269,6 +269,25 @@ def test_part_labels_weigh_the_reconstruction_and_free_the_mouth_from_keep(setup
     assert m["keep"] == 0.0
 
 
+def test_discriminator_width_is_its_own_when_set():
+    """model.d_dim_in widens D alone; None keeps D at the generator's dim_in."""
+    config = tiny_config()
+
+    def d_first_width(config):
+        _, D = trainer.build_models(config)
+        x, y, _ = trainer._example_inputs(config)
+        params = jax.eval_shape(D.init, jax.random.PRNGKey(0), x, y)["params"]
+        leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+        return next(
+            v.shape[-1] for k, v in leaves if jax.tree_util.keystr(k).endswith("['kernel']")
+        )
+
+    assert config.model.d_dim_in is None and d_first_width(config) == 8
+    config.model.d_dim_in = 16
+    assert d_first_width(config) == 16
+    assert trainer.model_kwargs(config)["dim_in"] == 8  # G, E and M keep theirs
+
+
 def test_ds_weight_decays_to_zero():
     config = tiny_config()
     config.train.ds_iter = 100
