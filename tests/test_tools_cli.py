@@ -1,6 +1,7 @@
 """The thin CLIs tools/stylegan2_generate.py, stylegan2_project.py, stylegan2_edit.py,
 align_faces.py: --help explains, runs write their files, bad input gives a clear error (run
-in-process: the generator programs compiled by test_generate/test_editing are reused)."""
+in-process: the generator programs compiled by test_generate/test_editing are reused); the
+faces tools/ada_experiment.py renders for a host without tensorflow."""
 
 from pathlib import Path
 
@@ -138,3 +139,18 @@ def test_align_faces_from_a_landmark_file(tools, tmp_path):
         tools["align_faces"],
         [str(tmp_path / "astronaut.png"), "--landmarks", str(tmp_path / "lm.txt"), "--outdir", "x"],
     )
+
+
+def test_ada_experiment_renders_the_builds_faces():
+    """--rendered (the accelerator host has no tensorflow) trains on the synthetic faces'
+    pixels exactly as the TFDS build stores them (lossless PNG), scaled to [-1, 1]."""
+    import io
+
+    from stylejax.data.synthetic_faces import make_example
+
+    faces = load_tool("ada_experiment").rendered_faces("train", 3, 32)
+    assert faces.shape == (3, 32, 32, 3) and faces.dtype == np.float32
+    for i, face in enumerate(faces):
+        png = make_example(0, "train", 32, i)[1]["image"]
+        stored = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.float32)
+        np.testing.assert_array_equal(face, stored / 127.5 - 1.0)

@@ -12,6 +12,16 @@ against 1,000 test faces, beside the training faces' own distance (the floor), a
 D's E[sign(D(x))] on the training faces and on unseen test faces (memorisation). Writes
 OUT.json (curves and scores) and OUT.png (r_t and p against the step, drawn with PIL).
 
+On a host without tensorflow or clu (the accelerator host), --rendered trains the same step
+on faces rendered here instead of read from the TFDS build (examples 0 … N−1 of the train
+split, pixel for pixel as the build stores them; TFDS's train[:N] may hold other
+examples), in a plain loop
+without checkpoints, and also scores the pixel FD every --fd-every steps (the curve of
+sample quality over the run):
+
+  python tools/ada_experiment.py --rendered --batch 64 --steps 20000 --fd-every 1000 \
+      --out runs/ada_rendered
+
 ADA's speed is scaled to the budget: ada_kimg (thousands of images for p to move by one unit)
 defaults to 4 here instead of the official 500, which assumes runs of 25,000 kimg.
 """
@@ -31,7 +41,7 @@ from configs import stylegan2 as configs
 from stylejax.train import loop
 from stylejax.train import stylegan2 as trainer
 
-COLOURS = {"no ADA": (200, 60, 40), "ADA": (40, 90, 200), "p (ADA)": (40, 160, 80)}
+COLOURS = ((200, 60, 40), (40, 90, 200), (40, 160, 80))  # without ADA, with ADA, p
 
 
 def make_config(args, ada: bool):
@@ -42,6 +52,8 @@ def make_config(args, ada: bool):
     c.checkpoint_every = args.steps
     c.sample_every = args.steps
     c.seed = args.seed
+    if args.batch:
+        c.batch_size = args.batch
     c.model.channel_base = args.channel_base
     c.model.channel_max = args.channel_max
     if args.r1_gamma is not None:
@@ -88,6 +100,11 @@ def run(args, ada: bool):
         for s, m in history
         if "d_loss" in m
     ]
+    return record(args, config, ada, state, seconds, scores, curves)
+
+
+def record(args, config, ada, state, seconds, scores, curves, **extra) -> dict:
+    """A run's entry of OUT.json."""
     return {
         "config": {
             "images": args.images,
@@ -98,12 +115,107 @@ def run(args, ada: bool):
             "r1_gamma": config.train.r1_gamma,
             "augment": config.augment.preset or "off",
             "ada_kimg": config.augment.ada_kimg if ada else None,
+            **extra,
         },
         "seconds": round(seconds),
         "final_p": float(state["ada"]["p"]) if ada else None,
         "scores": scores,
         "curves": curves,
     }
+
+
+def rendered_faces(split: str, n: int, resolution: int) -> np.ndarray:
+    """[n, R, R, 3] float32 in [-1, 1]: examples 0 … n−1 of the synthetic faces' `split`,
+    rendered in numpy (the TFDS build's pixels for those examples)."""
+    from stylejax.data import face_renderer
+
+    faces = [
+        face_renderer.render_example(face_renderer.example_factors(0, split, i), resolution)
+        for i in range(n)
+    ]
+    return np.stack([f["image"] for f in faces]).astype(np.float32) / 127.5 - 1.0
+
+
+class _NoWriter:
+    def write_scalars(self, step, scalars):
+        pass
+
+
+def run_rendered(args, ada: bool):
+    """run() without tensorflow or clu: rendered faces, a plain loop, the pixel FD of the
+    EMA generator every --fd-every steps, and the same scores at the end."""
+    from stylejax import metrics
+
+    config = make_config(args, ada)
+    loop.setup_jax()
+    task = with_plain_signs(trainer.make_task(config), config)
+    G, D = trainer.build_models(config)
+    res = config.model.resolution
+    train = rendered_faces("train", args.images, res)
+    test = rendered_faces("test", args.test_images, res)
+    test_features = metrics.pixel_features(test)
+    mesh = loop.make_mesh(axes=config.sharding.mesh)
+    rng = jax.random.PRNGKey(config.seed)
+    shardings = loop.state_sharding(config, mesh, jax.eval_shape(task.init_state, rng))
+    state = jax.jit(task.init_state, out_shardings=shardings)(rng)
+    step_fn = loop.compile_step(task, mesh, shardings)
+    frozen = () if task.frozen is None else (jax.device_put(task.frozen, loop.replicated(mesh)),)
+    sample = jax.jit(lambda v, z, k: G.apply(v, z, noise_mode="random", rngs={"noise": k}))
+    d_signs = jax.jit(lambda v, x: jnp.sign(D.apply(v, x)))
+    z_eval = jax.random.normal(jax.random.PRNGKey(config.seed + 2), (len(test), config.model.z_dim))
+
+    def in_chunks(fn, xs):
+        return np.concatenate([np.asarray(fn(xs[i : i + 100], i)) for i in range(0, len(xs), 100)])
+
+    def pixel_fd(state):
+        fakes = in_chunks(lambda z, i: sample(state["g_ema"], z, jax.random.PRNGKey(i)), z_eval)
+        return metrics.frechet_distance(metrics.pixel_features(fakes), test_features)
+
+    log = loop.MetricsLog(_NoWriter(), args.log_every)
+    order = np.random.default_rng(args.seed)
+    queue = np.zeros(0, np.int64)
+    curves = []
+    t0 = time.time()
+    for step in range(1, config.num_steps + 1):
+        if len(queue) < config.batch_size:  # epochs of the training faces, reshuffled
+            queue = np.concatenate([queue, order.permutation(len(train))])
+        take, queue = queue[: config.batch_size], queue[config.batch_size :]
+        batch = loop.global_batch({"image": train[take]}, mesh)
+        state, step_metrics = step_fn(state, batch, *frozen)
+        summary = log.add(step, step_metrics)
+        if summary is not None:
+            keys = ("rt_plain", "ada_rt", "augment_p", "d_loss")
+            entry = {k: summary[k] for k in keys if k in summary}
+            entry |= {"step": step, "seconds": round(time.time() - t0, 1)}
+            if step % args.fd_every == 0 or step == config.num_steps:
+                entry["pixel_fd"] = pixel_fd(state)
+            curves.append(entry)
+            eta = (time.time() - t0) / step * (config.num_steps - step)
+            print(
+                f"{'ada' if ada else 'noaug'} step {step}/{config.num_steps} "
+                f"{json.dumps(entry)} ETA {eta / 60:.1f} min",
+                flush=True,
+            )
+    seconds = time.time() - t0
+    scores = {
+        "pixel_fd": pixel_fd(state),
+        "pixel_fd_floor": metrics.frechet_distance(metrics.pixel_features(train), test_features),
+    }
+    for name, faces in (("train", train), ("test", test)):
+        scores[f"d_sign_{name}"] = float(
+            np.mean(in_chunks(lambda x, _: d_signs(state["d"], x), faces))
+        )
+    return record(
+        args,
+        config,
+        ada,
+        state,
+        seconds,
+        scores,
+        curves,
+        rendered=True,
+        device=jax.devices()[0].device_kind,
+    )
 
 
 def score(config, state, workdir) -> dict:
@@ -138,48 +250,65 @@ def rescore(args, name, results):
     results[name]["scores"] = {k: float(v) for k, v in score(config, state, workdir).items()}
 
 
-def plot(results, path, width=720, height=420):
-    """r_t (and ADA's p) against the step, on a white canvas; the value axis spans the
-    curves (r_t lies in [-1, 1], p in [0, 1]) and marks ADA's target 0.6 dashed."""
+def plot(results, path):
+    """r_t (and ADA's p) against the step, ADA's target 0.6 dashed; with --rendered also
+    PATH_fd.png, the pixel FD of both runs against the step."""
+    series = {
+        "r_t  without ADA": [(c["step"], c["rt_plain"]) for c in results["noaug"]["curves"]],
+        "r_t  with ADA": [(c["step"], c["ada_rt"]) for c in results["ada"]["curves"]],
+        "p  (ADA)": [(c["step"], c["augment_p"]) for c in results["ada"]["curves"]],
+    }
+    lo = min(0.0, np.floor(min(v for pts in series.values() for _, v in pts) * 5) / 5)
+    draw(series, path, np.round(np.arange(lo, 1.01, 0.2), 1), target=0.6)
+    fd = {
+        f"pixel FD  {label}": [(c["step"], c["pixel_fd"]) for c in r["curves"] if "pixel_fd" in c]
+        for label, r in (("without ADA", results["noaug"]), ("with ADA", results["ada"]))
+    }
+    if all(fd.values()):
+        top = max(v for pts in fd.values() for _, v in pts)
+        unit = 10 ** np.floor(np.log10(top))  # the axis to the next round value above
+        draw(
+            fd, path.with_name(path.stem + "_fd.png"), np.linspace(0, np.ceil(top / unit) * unit, 6)
+        )
+
+
+def draw(series, path, ticks, target=None, width=720, height=420):
+    """Curves {label: [(step, value)]} against the step on a white canvas (PIL), the value
+    axis spanning `ticks`, `target` dashed."""
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
+    canvas = ImageDraw.Draw(img)
     left, right, top, bottom = 60, width - 20, 20, height - 60
-    steps = max(c["step"] for r in results.values() for c in r["curves"])
-    series = {
-        "no ADA": [(c["step"], c["rt_plain"]) for c in results["noaug"]["curves"]],
-        "ADA": [(c["step"], c["ada_rt"]) for c in results["ada"]["curves"]],
-        "p (ADA)": [(c["step"], c["augment_p"]) for c in results["ada"]["curves"]],
-    }
-    lo = min(0.0, np.floor(min(v for pts in series.values() for _, v in pts) * 5) / 5)
+    steps = max(s for pts in series.values() for s, _ in pts)
+    lo, hi = ticks[0], ticks[-1]
 
     def xy(step, value):
         x = left + (right - left) * step / steps
-        y = bottom - (bottom - top) * (value - lo) / (1.0 - lo)
+        y = bottom - (bottom - top) * (value - lo) / (hi - lo)
         return x, min(max(y, top), bottom)
 
-    draw.rectangle([left, top, right, bottom], outline="black")
-    for v in np.round(np.arange(lo, 1.01, 0.2), 1):
+    canvas.rectangle([left, top, right, bottom], outline="black")
+    for v in ticks:
         _, y = xy(0, v)
-        draw.line([left - 4, y, left, y], fill="black")
-        draw.text((left - 34, y - 6), f"{v:.1f}", fill="black")
-        if v == 0.6:  # ADA's target
-            for x in range(left, right, 8):
-                draw.line([x, y, x + 4, y], fill=(150, 150, 150))
+        canvas.line([left - 4, y, left, y], fill="black")
+        canvas.text((left - 40, y - 6), f"{v:.3g}", fill="black")
+    if target is not None:
+        _, y = xy(0, target)
+        for x in range(left, right, 8):
+            canvas.line([x, y, x + 4, y], fill=(150, 150, 150))
     for k in range(5):
         step = round(steps * k / 4)
-        x, _ = xy(step, 0)
-        draw.line([x, bottom, x, bottom + 4], fill="black")
-        draw.text((x - 12, bottom + 8), str(step), fill="black")
-    draw.text(((left + right) // 2 - 15, bottom + 26), "step", fill="black")
-    for i, (name, points) in enumerate(series.items()):
-        colour = COLOURS[name]
-        draw.line([xy(s, v) for s, v in points], fill=colour, width=2)
-        label = {"no ADA": "r_t  without ADA", "ADA": "r_t  with ADA", "p (ADA)": "p  (ADA)"}[name]
-        x0 = left + 10 + 170 * i
-        draw.line([x0, height - 14, x0 + 24, height - 14], fill=colour, width=3)
-        draw.text((x0 + 30, height - 20), label, fill="black")
+        x, _ = xy(step, lo)
+        canvas.line([x, bottom, x, bottom + 4], fill="black")
+        canvas.text((x - 12, bottom + 8), str(step), fill="black")
+    canvas.text(((left + right) // 2 - 15, bottom + 26), "step", fill="black")
+    for i, (label, points) in enumerate(series.items()):
+        colour = COLOURS[i]
+        canvas.line([xy(s, v) for s, v in points], fill=colour, width=2)
+        x0 = left + 10 + 220 * i
+        canvas.line([x0, height - 14, x0 + 24, height - 14], fill=colour, width=3)
+        canvas.text((x0 + 30, height - 20), label, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
 
@@ -201,6 +330,14 @@ def main():
         "--channel-max", type=int, default=defaults.channel_max, help="G's and D's widest layer"
     )
     parser.add_argument("--r1-gamma", type=float, help="R1 weight (default: the config's)")
+    parser.add_argument("--batch", type=int, help="batch size (default: the config's)")
+    parser.add_argument(
+        "--rendered",
+        action="store_true",
+        help="faces rendered here and a plain loop: no tensorflow or clu needed",
+    )
+    parser.add_argument("--fd-every", type=int, default=1000, help="--rendered: FD curve")
+    parser.add_argument("--test-images", type=int, default=1000, help="--rendered: FD's")
     parser.add_argument("--workdir", default="runs/ada_experiment")
     parser.add_argument("--out", default="docs/ada", help="writes OUT.json and OUT.png")
     parser.add_argument("--only", choices=("noaug", "ada"), help="run one of the two")
@@ -215,6 +352,8 @@ def main():
         if args.only in (None, name):
             if args.rescore:
                 rescore(args, name, results)
+            elif args.rendered:
+                results[name] = run_rendered(args, ada=name == "ada")
             else:
                 results[name] = run(args, ada=name == "ada")
             results_path.parent.mkdir(parents=True, exist_ok=True)

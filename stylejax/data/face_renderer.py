@@ -102,6 +102,15 @@ def sample_factors(rng):
     )
 
 
+SPLIT_IDS = {"train": 0, "test": 1}  # keeps the identities of the two splits apart
+
+
+def example_factors(seed, split, index):
+    """The factors of example `index` of the synthetic faces' `split` (the synthetic_faces
+    data set renders them): a pure function of its arguments."""
+    return sample_factors(np.random.default_rng([seed, SPLIT_IDS[split], index]))
+
+
 def factors_to_vector(factors):
     return np.array([factors[name] for name in FACTOR_NAMES], np.float32)
 

@@ -16,9 +16,8 @@ import tensorflow_datasets as tfds
 from stylejax.data import face_renderer as renderer
 from stylejax.data import labels
 from stylejax.data.building import default_num_workers, encode_png, map_in_workers
+from stylejax.data.face_renderer import example_factors
 from stylejax.data.labels import CLASS_NAMES
-
-SPLIT_IDS = {"train": 0, "test": 1}  # keeps the identities of the two splits apart
 
 
 @dataclasses.dataclass
@@ -37,11 +36,6 @@ def _config(resolution, num_train, num_test):
         num_test=num_test,
         description=f"{resolution}x{resolution} px, {num_train} train / {num_test} test.",
     )
-
-
-def example_factors(seed, split, index):
-    """The factors of example `index` of `split`: a pure function of its arguments."""
-    return renderer.sample_factors(np.random.default_rng([seed, SPLIT_IDS[split], index]))
 
 
 def make_example(seed, split, resolution, index):
