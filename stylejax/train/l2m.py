@@ -76,7 +76,7 @@ def build_models(config):
             "with the high-pass path is not supported yet: use w_hpf = 0"
         )
     model = l2m.L2MGAN(**model_kwargs(config))
-    d_dim_in = m.dim_in if m.get("d_dim_in") is None else m.d_dim_in
+    d_dim_in = m.dim_in if m.d_dim_in is None else m.d_dim_in
     D = stargan_v2.Discriminator(m.img_size, num_domains(config), m.max_conv_dim, d_dim_in)
     return model, D
 
