@@ -12,6 +12,7 @@ from tracing import counting_traces
 from configs import l2m as l2m_configs
 from stylejax import main
 from stylejax.data import synthetic_faces
+from stylejax.models import stargan_v2
 from stylejax.train import l2m as trainer
 from stylejax.train import loop
 
@@ -34,6 +35,7 @@ def tiny_config():
     # so the comparison below tests the gradients.
     c.train.adam_eps = 1e-3
     c.train.part_weight, c.train.keep_free_parts = 1.0, ()  # plain batches (tested apart)
+    c.model.d_local_box = ()  # the default's box is for 64 px (tested apart)
     return c
 
 
@@ -288,6 +290,48 @@ def test_discriminator_width_is_its_own_when_set():
     assert trainer.model_kwargs(config)["dim_in"] == 8  # G, E and M keep theirs
 
 
+def test_local_discriminator_adds_its_crop_logits(setup):
+    """model.d_local_box adds a second D on that crop: each domain's logit is the whole
+    image's D plus the crop's, a change outside the crop reaches only the whole D, and a
+    training step updates both."""
+    _, _, _, batch = setup
+    config = tiny_config()
+    config.model.d_local_box = (4, 6, 8)
+    _, D = trainer.build_models(config)
+    x = jnp.asarray(batch["image"][:2])
+    y = jnp.array([0, 1])
+    params = stargan_v2.he_init(D, jax.random.PRNGKey(2), x, y)["params"]
+    whole = stargan_v2.Discriminator(RES, 2, config.model.max_conv_dim, 8)
+    local = stargan_v2.Discriminator(8, 2, config.model.max_conv_dim, 16)
+
+    def logits(x):
+        return (
+            whole.apply({"params": params["whole"]}, x),
+            local.apply({"params": params["local"]}, x[:, 4:12, 6:14]),
+        )
+
+    expected = sum(logits(x))
+    np.testing.assert_allclose(D.apply({"params": params}, x), expected, rtol=1e-5, atol=1e-6)
+    picked = D.apply({"params": params}, x, y)
+    np.testing.assert_allclose(picked, expected[jnp.arange(2), y], rtol=1e-5, atol=1e-6)
+    moved = x.at[:, :4].set(0.5)  # rows above the crop
+    np.testing.assert_allclose(logits(moved)[1], logits(x)[1])
+    assert not np.allclose(logits(moved)[0], logits(x)[0])
+
+    task = trainer.make_task(config)
+    state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+    step = jax.jit(task.train_step, compiler_options=FAST_COMPILE)
+    new, metrics = jax.device_get(step(state, batch))
+    assert all(np.isfinite(v) for v in metrics.values())
+    for part in ("whole", "local"):
+        before, after = (jax.tree_util.tree_leaves(s["d"][part]) for s in (state, new))
+        assert any(not np.array_equal(a, b) for a, b in zip(before, after)), part
+
+    config.model.d_local_box = (12, 0, 8)
+    with pytest.raises(ValueError, match=r"d_local_box \(12, 0, 8\) must be .* inside the 16 px"):
+        trainer.build_models(config)
+
+
 def test_ds_weight_decays_to_zero():
     config = tiny_config()
     config.train.ds_iter = 100
@@ -387,12 +431,17 @@ def test_configs_and_entry_point():
     assert trainer.pixel_weight_keys(default) == ("rec_weight", "keep_weight")
     assert tuple(default.train.keep_free_parts) == ("mouth", "u_lip", "l_lip")
     assert trainer.pixel_weight_keys(multi) == ()
+    assert tuple(default.model.d_local_box) == (22, 16, 32)  # the mouth of the 64 px faces
+    assert isinstance(trainer.build_models(default)[1], stargan_v2.GlobalLocalDiscriminator)
+    assert multi.model.d_local_box == ()
+    assert isinstance(trainer.build_models(multi)[1], stargan_v2.Discriminator)
     celeb = l2m_configs.get_config("celebahq_smile")
     assert (celeb.data.name, celeb.model.img_size, celeb.model.style_dim) == (
         "celeba_hq/256",
         256,
         64,
     )
+    assert celeb.model.d_local_box == ()  # the paper's discriminator
     with pytest.raises(ValueError, match="unknown variant 'ffhq'.*'multi'"):
         l2m_configs.get_config("ffhq")
     default.model.w_hpf = 1.0

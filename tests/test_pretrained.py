@@ -103,10 +103,10 @@ def test_sean_edit_tool_runs_on_the_shipped_model(tmp_path, capsys):
 def test_shipped_l2m_edits_the_smile_and_keeps_the_rest():
     """The L2M-GAN model trained by configs/l2m.py (issue 20) with the evaluation's attribute
     classifier shipped beside it: 64 rendered test faces edited to the other Smiling value
-    (α = 1). Measured on these 64 faces: edit accuracy 0.969, PSNR outside the mouth 26.4 dB
-    against the input, mouth PSNR against smile_flipped 21.4 dB where the unedited input has
-    19.4 (+2.0 dB; on 1,000 test faces +1.6 dB, below the issue's +2). Asserted: accuracy
-    ≥ 0.85 (the issue's bar), outside > 25.5 dB, mouth gain > 1.5 dB."""
+    (α = 1). Measured on these 64 faces: edit accuracy 0.984, PSNR outside the mouth 25.7 dB
+    against the input, mouth PSNR against smile_flipped 22.2 dB where the unedited input has
+    19.4 (+2.9 dB; on 1,000 test faces +2.2). Asserted: accuracy ≥ 0.85 and a mouth gain
+    > 2 dB (the issue's bars), outside > 25 dB (the bar is 24)."""
     from configs import l2m as l2m_configs
     from stylejax import attribute_classifier, metrics
     from stylejax.data import face_renderer, synthetic_faces
@@ -135,5 +135,5 @@ def test_shipped_l2m_edits_the_smile_and_keeps_the_rest():
     psnr.add("mouth", edited, truth, region)
     psnr.add("mouth_input", x, truth, region)
     scores = {"accuracy": accuracy, **psnr.result()}
-    assert accuracy >= 0.85 and scores["outside"] > 25.5, scores
-    assert scores["mouth"] - scores["mouth_input"] > 1.5, scores
+    assert accuracy >= 0.85 and scores["outside"] > 25.0, scores
+    assert scores["mouth"] - scores["mouth_input"] > 2.0, scores

@@ -281,6 +281,34 @@ class Discriminator(nn.Module):
         return logits if y is None else select_domain(logits[:, :, None], y)[:, 0]
 
 
+class GlobalLocalDiscriminator(nn.Module):
+    """Ours: the discriminator plus a second one on a fixed square crop `box` = (top, left,
+    size) of the image, where the edited attribute lives on aligned faces (the mouth for
+    Smiling). Each domain's logit is the sum of the two, so every loss on D's logits
+    (adversarial, R1, wrong-domain) trains both, and the crop is seen at full resolution by
+    a network of its own width."""
+
+    img_size: int = 256
+    num_domains: int = 2
+    max_conv_dim: int = 512
+    dim_in: int | None = None
+    box: tuple[int, int, int] = (0, 0, 32)
+    local_dim_in: int | None = None
+
+    @nn.compact
+    def __call__(self, x, y=None):
+        top, left, size = self.box
+        crop = x[:, top : top + size, left : left + size]
+        whole = Discriminator(
+            self.img_size, self.num_domains, self.max_conv_dim, self.dim_in, name="whole"
+        )
+        local = Discriminator(
+            size, self.num_domains, self.max_conv_dim, self.local_dim_in, name="local"
+        )
+        logits = whole(x) + local(crop)
+        return logits if y is None else select_domain(logits[:, :, None], y)[:, 0]
+
+
 def he_init(module: nn.Module, rng, *args, **kwargs):
     """Variables of `module` with StarGAN v2's he_init: every kernel N(0, 2 / fan_in), biases
     0, norm scales 1. One random draw for all kernels (per-parameter draws make XLA compile

@@ -77,7 +77,29 @@ def build_models(config):
         )
     model = l2m.L2MGAN(**model_kwargs(config))
     d_dim_in = m.dim_in if m.d_dim_in is None else m.d_dim_in
-    D = stargan_v2.Discriminator(m.img_size, num_domains(config), m.max_conv_dim, d_dim_in)
+    if m.d_local_box:
+        top, left, size = m.d_local_box
+        if not (
+            size >= 8
+            and size & (size - 1) == 0
+            and top >= 0
+            and left >= 0
+            and max(top, left) + size <= m.img_size
+        ):
+            raise ValueError(
+                f"config.model.d_local_box {tuple(m.d_local_box)} must be (top, left, size) "
+                f"with size a power of two ≥ 8, inside the {m.img_size} px image"
+            )
+        D = stargan_v2.GlobalLocalDiscriminator(
+            m.img_size,
+            num_domains(config),
+            m.max_conv_dim,
+            d_dim_in,
+            tuple(m.d_local_box),
+            m.d_local_dim_in,
+        )
+    else:
+        D = stargan_v2.Discriminator(m.img_size, num_domains(config), m.max_conv_dim, d_dim_in)
     return model, D
 
 
