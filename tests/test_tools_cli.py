@@ -141,6 +141,16 @@ def test_align_faces_from_a_landmark_file(tools, tmp_path):
     )
 
 
+def test_ada_experiment_rejects_a_resolution_the_build_lacks(capsys):
+    """Sizes other than the TFDS build's exist only as --rendered faces."""
+    with pytest.raises(SystemExit) as e:
+        load_tool("ada_experiment").main(["--resolution", "16", "--out", "unused"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--resolution 16: the synthetic_faces build has 32, 64, 128, 256 px" in err
+    assert "add --rendered" in err
+
+
 def test_ada_experiment_renders_the_builds_faces():
     """--rendered (the accelerator host has no tensorflow) trains on the synthetic faces'
     pixels exactly as the TFDS build stores them (lossless PNG), scaled to [-1, 1]."""

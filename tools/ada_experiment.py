@@ -3,6 +3,9 @@ on the first 1,000 synthetic faces with and without ADA, at the same budget.
 
   python tools/ada_experiment.py --steps 5000 --log-every 100 --out docs/ada_1000faces
   python tools/ada_experiment.py --images 100 --steps 2500 --log-every 100 --out docs/ada_100faces
+  python tools/ada_experiment.py --rendered --resolution 16 --channel-base 1024 \
+      --channel-max 256 --r1-gamma 0.0064 --steps 12000 --log-every 250 --fd-every 2000 \
+      --out docs/ada_1000faces_16px      # 256 channels at 4 px: D memorises 1,000 faces
 
 For each run it logs r_t = E[sign(D(real))] over time (without ADA: the D main phase's reals,
 computed beside the step from the same D; with ADA: the heuristic the step adapts p with, on
@@ -15,9 +18,9 @@ OUT.json (curves and scores) and OUT.png (r_t and p against the step, drawn with
 On a host without tensorflow or clu (the accelerator host), --rendered trains the same step
 on faces rendered here instead of read from the TFDS build (examples 0 … N−1 of the train
 split, pixel for pixel as the build stores them; TFDS's train[:N] may hold other
-examples), in a plain loop
-without checkpoints, and also scores the pixel FD every --fd-every steps (the curve of
-sample quality over the run):
+examples), in a plain loop without checkpoints, and also scores the pixel FD and D's
+E[sign] on training and test faces every --fd-every steps (sample quality and memorisation
+over the run):
 
   python tools/ada_experiment.py --rendered --batch 64 --steps 20000 --fd-every 1000 \
       --out runs/ada_rendered
@@ -56,6 +59,9 @@ def make_config(args, ada: bool):
         c.batch_size = args.batch
     c.model.channel_base = args.channel_base
     c.model.channel_max = args.channel_max
+    if args.resolution:
+        c.model.resolution = args.resolution
+        c.data.name = f"synthetic_faces/{args.resolution}"
     if args.r1_gamma is not None:
         c.train.r1_gamma = args.r1_gamma
     if ada:
@@ -171,6 +177,14 @@ def run_rendered(args, ada: bool):
         fakes = in_chunks(lambda z, i: sample(state["g_ema"], z, jax.random.PRNGKey(i)), z_eval)
         return metrics.frechet_distance(metrics.pixel_features(fakes), test_features)
 
+    def d_sign_scores(state):
+        """D's E[sign] on the un-augmented training faces and on unseen test faces: their gap
+        is D's memorisation (one D, so one step's snapshot of its swinging level)."""
+        return {
+            f"d_sign_{name}": float(np.mean(in_chunks(lambda x, _: d_signs(state["d"], x), faces)))
+            for name, faces in (("train", train[: len(test)]), ("test", test))
+        }
+
     log = loop.MetricsLog(_NoWriter(), args.log_every)
     order = np.random.default_rng(args.seed)
     queue = np.zeros(0, np.int64)
@@ -188,7 +202,7 @@ def run_rendered(args, ada: bool):
             entry = {k: summary[k] for k in keys if k in summary}
             entry |= {"step": step, "seconds": round(time.time() - t0, 1)}
             if step % args.fd_every == 0 or step == config.num_steps:
-                entry["pixel_fd"] = pixel_fd(state)
+                entry |= {"pixel_fd": pixel_fd(state), **d_sign_scores(state)}
             curves.append(entry)
             eta = (time.time() - t0) / step * (config.num_steps - step)
             print(
@@ -200,11 +214,8 @@ def run_rendered(args, ada: bool):
     scores = {
         "pixel_fd": pixel_fd(state),
         "pixel_fd_floor": metrics.frechet_distance(metrics.pixel_features(train), test_features),
+        **d_sign_scores(state),
     }
-    for name, faces in (("train", train), ("test", test)):
-        scores[f"d_sign_{name}"] = float(
-            np.mean(in_chunks(lambda x, _: d_signs(state["d"], x), faces))
-        )
     return record(
         args,
         config,
@@ -313,7 +324,7 @@ def draw(series, path, ticks, target=None, width=720, height=420):
     img.save(path)
 
 
-def main():
+def main(argv=None):
     logging.set_verbosity(logging.INFO)  # the loop's progress lines
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -328,6 +339,11 @@ def main():
     parser.add_argument("--channel-base", type=int, default=defaults.channel_base)
     parser.add_argument(
         "--channel-max", type=int, default=defaults.channel_max, help="G's and D's widest layer"
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        help="image size (default: the config's 32; with --rendered any power of 2)",
     )
     parser.add_argument("--r1-gamma", type=float, help="R1 weight (default: the config's)")
     parser.add_argument("--batch", type=int, help="batch size (default: the config's)")
@@ -344,7 +360,16 @@ def main():
     parser.add_argument(
         "--rescore", action="store_true", help="score the finished runs in --workdir again"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.resolution and not args.rendered:
+        from stylejax.data import synthetic_faces
+
+        built = [c.resolution for c in synthetic_faces.SyntheticFaces.BUILDER_CONFIGS]
+        if args.resolution not in built:
+            parser.error(
+                f"--resolution {args.resolution}: the synthetic_faces build has "
+                f"{', '.join(map(str, built))} px; add --rendered for other sizes"
+            )
     out = Path(args.out)
     results_path = out.with_suffix(".json")
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
