@@ -56,7 +56,7 @@ def get_config(variant: str = ""):
     # Ours: a second discriminator on this (top, left, size) crop, each domain's logit the
     # sum of both (stargan_v2.GlobalLocalDiscriminator); () for none. The box holds the
     # mouth of the aligned 64 px faces (the smile region spans rows 30-46): mouth PSNR
-    # against smile_flipped +2.2 dB over the input (seed 1: +1.7), +1.6 without
+    # against smile_flipped +2.2 dB over the input (seeds 1, 2: +1.7, +2.0), +1.6 without
     # (docs/l2m.md).
     c.model.d_local_box = (22, 16, 32)
     c.model.d_local_dim_in = 16
