@@ -114,6 +114,7 @@ def record(args, config, ada, state, seconds, scores, curves, **extra) -> dict:
     return {
         "config": {
             "images": args.images,
+            "resolution": config.model.resolution,
             "steps": args.steps,
             "batch": config.batch_size,
             "channel_base": config.model.channel_base,
@@ -182,7 +183,7 @@ def run_rendered(args, ada: bool):
         is D's memorisation (one D, so one step's snapshot of its swinging level)."""
         return {
             f"d_sign_{name}": float(np.mean(in_chunks(lambda x, _: d_signs(state["d"], x), faces)))
-            for name, faces in (("train", train[: len(test)]), ("test", test))
+            for name, faces in (("train", train), ("test", test))
         }
 
     log = loop.MetricsLog(_NoWriter(), args.log_every)
