@@ -164,3 +164,32 @@ def test_ada_experiment_renders_the_builds_faces():
         png = make_example(0, "train", 32, i)[1]["image"]
         stored = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.float32)
         np.testing.assert_array_equal(face, stored / 127.5 - 1.0)
+
+
+def test_ada_experiment_rendered_run_records_its_settings_and_scores(tmp_path):
+    """A tiny --rendered run below 16 px (the pixel FD then takes every pixel): OUT.json holds
+    the settings the flags chose and, at each --fd-every step, the pixel FD and D's E[sign]
+    on training and test faces under the D after the step and the D it started from."""
+    import json
+
+    out = tmp_path / "ada8"
+    flags = "--rendered --resolution 8 --channel-base 16 --channel-max 8 --images 8"
+    flags += " --test-images 8 --steps 2 --log-every 1 --fd-every 2 --lr 0.001 --pl-weight 0"
+    load_tool("ada_experiment").main([*flags.split(), "--only", "noaug", "--out", str(out)])
+    run = json.loads(out.with_suffix(".json").read_text())["noaug"]
+    config = run["config"]
+    assert (config["resolution"], config["lr"], config["pl_weight"]) == (8, 0.001, 0.0)
+    assert config["rendered"] and config["augment"] == "off"
+    assert [c["step"] for c in run["curves"]] == [1, 2]
+    scored = run["curves"][1]
+    for key in ("d_sign_train", "d_sign_test", "d_sign_train_step_before"):
+        assert -1.0 <= scored[key] <= 1.0
+    assert "pixel_fd" not in run["curves"][0] and np.isfinite(scored["pixel_fd"])
+    assert run["scores"]["pixel_fd_floor"] > 0
+
+
+def test_d_sign_swing_rejects_a_folder_that_is_not_the_official_code(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        load_tool("d_sign_swing").main(["--ada", str(tmp_path)])
+    assert e.value.code == 2
+    assert "no training/networks.py (not a stylegan2-ada-pytorch" in capsys.readouterr().err

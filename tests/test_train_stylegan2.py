@@ -349,6 +349,34 @@ def test_model_and_train_step_path_imports_no_tensorflow():
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+def test_optimizers_keep_the_lazy_factor_when_a_regulariser_is_off():
+    """As the official loop: G_reg_interval 4 and D_reg_interval 16 scale Adam's lr and betas
+    even with pl_weight 0 or r1_gamma 0 (the empty phase only skips its update); the renderer
+    objective, which has no regularisation phases, gets plain Adam."""
+    params = {"w": jnp.ones(3)}
+    grads = [{"w": jnp.asarray([1.0, -2.0, 0.5]) * (i + 1)} for i in range(3)]
+
+    def after_updates(tx):
+        state, p = tx.init(params), params
+        for g in grads:
+            u, state = tx.update(g, state, p)
+            p = optax.apply_updates(p, u)
+        return np.asarray(p["w"])
+
+    off = tiny_config(**{"train.pl_weight": 0.0, "train.r1_gamma": 0.0})
+    g_tx, d_tx = trainer.optimizers(off)
+    t = off.train
+    for tx, lr, interval in ((g_tx, t.g_lr, 4), (d_tx, t.d_lr, 16)):
+        c = interval / (interval + 1)
+        reference = optax.adam(lr * c, b1=t.betas[0] ** c, b2=t.betas[1] ** c, eps=1e-8)
+        np.testing.assert_array_equal(after_updates(tx), after_updates(reference))
+    r = renderer_config().train
+    plain = optax.adam(r.g_lr, b1=r.betas[0], b2=r.betas[1], eps=1e-8)
+    np.testing.assert_array_equal(
+        after_updates(trainer.optimizers(renderer_config())[0]), after_updates(plain)
+    )
+
+
 def renderer_config(**overrides):
     renderer = {
         "train.objective": "renderer",

@@ -20,7 +20,8 @@ on faces rendered here instead of read from the TFDS build (examples 0 … N−1
 split, pixel for pixel as the build stores them; TFDS's train[:N] may hold other
 examples), in a plain loop without checkpoints, and also scores the pixel FD and D's
 E[sign] on training and test faces every --fd-every steps (sample quality and memorisation
-over the run):
+over the run; D's signs under the D after that step and the one it started from, since D's
+level swings from step to step). Below 16 px the pixel FD takes every pixel:
 
   python tools/ada_experiment.py --rendered --batch 64 --steps 20000 --fd-every 1000 \
       --out runs/ada_rendered
@@ -64,6 +65,10 @@ def make_config(args, ada: bool):
         c.data.name = f"synthetic_faces/{args.resolution}"
     if args.r1_gamma is not None:
         c.train.r1_gamma = args.r1_gamma
+    if args.pl_weight is not None:
+        c.train.pl_weight = args.pl_weight
+    if args.lr is not None:
+        c.train.g_lr = c.train.d_lr = args.lr
     if ada:
         c.augment.preset = args.preset
         c.augment.ada_target = 0.6
@@ -120,6 +125,8 @@ def record(args, config, ada, state, seconds, scores, curves, **extra) -> dict:
             "channel_base": config.model.channel_base,
             "channel_max": config.model.channel_max,
             "r1_gamma": config.train.r1_gamma,
+            "pl_weight": config.train.pl_weight,
+            "lr": config.train.d_lr,
             "augment": config.augment.preset or "off",
             "ada_kimg": config.augment.ada_kimg if ada else None,
             **extra,
@@ -160,7 +167,12 @@ def run_rendered(args, ada: bool):
     res = config.model.resolution
     train = rendered_faces("train", args.images, res)
     test = rendered_faces("test", args.test_images, res)
-    test_features = metrics.pixel_features(test)
+    pixel_size = min(16, res)  # below 16 px the FD takes every pixel
+
+    def features(images):
+        return metrics.pixel_features(images, pixel_size)
+
+    test_features = features(test)
     mesh = loop.make_mesh(axes=config.sharding.mesh)
     rng = jax.random.PRNGKey(config.seed)
     shardings = loop.state_sharding(config, mesh, jax.eval_shape(task.init_state, rng))
@@ -176,7 +188,7 @@ def run_rendered(args, ada: bool):
 
     def pixel_fd(state):
         fakes = in_chunks(lambda z, i: sample(state["g_ema"], z, jax.random.PRNGKey(i)), z_eval)
-        return metrics.frechet_distance(metrics.pixel_features(fakes), test_features)
+        return metrics.frechet_distance(features(fakes), test_features)
 
     def d_sign_scores(state):
         """D's E[sign] on the un-augmented training faces and on unseen test faces: their gap
@@ -196,14 +208,18 @@ def run_rendered(args, ada: bool):
             queue = np.concatenate([queue, order.permutation(len(train))])
         take, queue = queue[: config.batch_size], queue[config.batch_size :]
         batch = loop.global_batch({"image": train[take]}, mesh)
+        scored = step % args.fd_every == 0 or step == config.num_steps
+        # D's signs also under the D this step starts from (the state is donated to the
+        # step): D's level swings from one step to the next.
+        before = {f"{k}_step_before": v for k, v in d_sign_scores(state).items()} if scored else {}
         state, step_metrics = step_fn(state, batch, *frozen)
         summary = log.add(step, step_metrics)
         if summary is not None:
             keys = ("rt_plain", "ada_rt", "augment_p", "d_loss")
             entry = {k: summary[k] for k in keys if k in summary}
             entry |= {"step": step, "seconds": round(time.time() - t0, 1)}
-            if step % args.fd_every == 0 or step == config.num_steps:
-                entry |= {"pixel_fd": pixel_fd(state), **d_sign_scores(state)}
+            if scored:
+                entry |= {"pixel_fd": pixel_fd(state), **d_sign_scores(state), **before}
             curves.append(entry)
             eta = (time.time() - t0) / step * (config.num_steps - step)
             print(
@@ -214,7 +230,7 @@ def run_rendered(args, ada: bool):
     seconds = time.time() - t0
     scores = {
         "pixel_fd": pixel_fd(state),
-        "pixel_fd_floor": metrics.frechet_distance(metrics.pixel_features(train), test_features),
+        "pixel_fd_floor": metrics.frechet_distance(features(train), test_features),
         **d_sign_scores(state),
     }
     return record(
@@ -347,6 +363,12 @@ def main(argv=None):
         help="image size (default: the config's 32; with --rendered any power of 2)",
     )
     parser.add_argument("--r1-gamma", type=float, help="R1 weight (default: the config's)")
+    parser.add_argument(
+        "--pl-weight", type=float, help="path length weight (default: the config's; 0: off)"
+    )
+    parser.add_argument(
+        "--lr", type=float, help="G's and D's learning rate (default: the config's)"
+    )
     parser.add_argument("--batch", type=int, help="batch size (default: the config's)")
     parser.add_argument(
         "--rendered",

@@ -43,6 +43,36 @@ def _stub_missing(name, **attrs):
         mod.__dict__.update(attrs)
 
 
+def run_phases(loss, phases, real_img, real_c, z_dim, step):
+    """One iteration of the official training_loop.py's phases [(name, module, optimiser,
+    interval)]: each phase due at `step` (step % interval == 0) draws its latents,
+    accumulates the official loss's gradients with gain = interval and steps its optimiser
+    (NaN and infinite gradients replaced, as there)."""
+    import torch
+
+    batch = real_img.shape[0]
+    all_gen_z = torch.randn([len(phases) * batch, z_dim], device=real_img.device).split(batch)
+    for (name, module, opt, interval), gen_z in zip(phases, all_gen_z):
+        if step % interval:
+            continue
+        opt.zero_grad(set_to_none=True)
+        module.requires_grad_(True)
+        loss.accumulate_gradients(
+            phase=name,
+            real_img=real_img,
+            real_c=real_c,
+            gen_z=gen_z,
+            gen_c=real_c,
+            sync=True,
+            gain=interval,
+        )
+        module.requires_grad_(False)
+        for param in module.parameters():
+            if param.grad is not None:
+                torch.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
+        opt.step()
+
+
 def build(ada, cfg, batch, device):
     import torch
 
@@ -94,24 +124,7 @@ def build(ada, cfg, batch, device):
     real_c = torch.zeros([batch, 0], device=device)
 
     def train_step():  # the Gmain/Dmain part of one iteration of training_loop.py
-        all_gen_z = torch.randn([len(phases) * batch, G.z_dim], device=device).split(batch)
-        for (name, module, opt_), gen_z in zip(phases, all_gen_z):
-            opt_.zero_grad(set_to_none=True)
-            module.requires_grad_(True)
-            loss.accumulate_gradients(
-                phase=name,
-                real_img=real_img,
-                real_c=real_c,
-                gen_z=gen_z,
-                gen_c=real_c,
-                sync=True,
-                gain=1,
-            )
-            module.requires_grad_(False)
-            for param in module.parameters():
-                if param.grad is not None:
-                    torch.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
-            opt_.step()
+        run_phases(loss, [(*phase, 1) for phase in phases], real_img, real_c, G.z_dim, step=0)
 
     def gforward(**kwargs):
         with torch.no_grad():

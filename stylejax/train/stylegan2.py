@@ -97,9 +97,14 @@ def build_models(config) -> tuple[sg.Generator, sg.Discriminator]:
 
 
 def optimizers(config):
+    """G's and D's Adam. The adversarial objective keeps the lazy-regularisation factor
+    even when a regulariser's weight is 0, as the official loop does (its G_reg_interval
+    and D_reg_interval stay 4 and 16; the empty phase only skips its update); the
+    renderer objective has no regularisation phases."""
     t = config.train
-    g_interval = t.pl_interval if t.pl_weight > 0 else None
-    d_interval = t.r1_interval if t.r1_gamma > 0 else None
+    adversarial = t.objective == "adversarial"
+    g_interval = t.pl_interval if adversarial else None
+    d_interval = t.r1_interval if adversarial else None
     return (
         gan.lazy_adam(t.g_lr, t.betas, g_interval),
         gan.lazy_adam(t.d_lr, t.betas, d_interval),
