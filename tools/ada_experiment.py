@@ -6,6 +6,9 @@ on the first 1,000 synthetic faces with and without ADA, at the same budget.
   python tools/ada_experiment.py --rendered --resolution 16 --channel-base 1024 \
       --channel-max 256 --r1-gamma 0.0064 --steps 12000 --log-every 250 --fd-every 2000 \
       --out docs/ada_1000faces_16px      # 256 channels at 4 px: D memorises 1,000 faces
+  python tools/ada_experiment.py --rendered --resolution 8 --channel-base 1024 \
+      --channel-max 256 --r1-gamma 0.0016 --pl-weight 0 --lr 0.0005 --steps 16000 \
+      --log-every 250 --fd-every 1000 --out docs/ada_1000faces_8px   # 128 epochs in 70 min
 
 For each run it logs r_t = E[sign(D(real))] over time (without ADA: the D main phase's reals,
 computed beside the step from the same D; with ADA: the heuristic the step adapts p with, on
