@@ -12,7 +12,7 @@ w 64, a 2-layer mapping, batch 8, γ = 0.0002 · 8² / 8 (the official `auto` ru
 length, style mixing 0.9, Adam β (0, 0.99) at --lr with the official lazy-regularisation
 factors (G 4/5, D 16/17), mbstd groups of 4; D's signs are taken in chunks of 100. DIR is a
 local checkout of https://github.com/NVlabs/stylegan2-ada-pytorch, put on sys.path at run
-time (nothing from it is copied here); torch runs on the CPU with one thread per core given.
+time (nothing from it is copied here); torch runs on the CPU with --threads threads.
 Prints one row per step and a summary (mean, range, mean change between consecutive steps,
 and the in-step r_t over the last 250 steps).
 """
