@@ -153,6 +153,16 @@ def rendered_faces(split: str, n: int, resolution: int) -> np.ndarray:
     return np.stack([f["image"] for f in faces]).astype(np.float32) / 127.5 - 1.0
 
 
+def batch_indices(seed: int, n: int, batch: int):
+    """Epochs of the indices 0 … n−1, reshuffled each epoch, `batch` at a time."""
+    order, queue = np.random.default_rng(seed), np.zeros(0, np.int64)
+    while True:
+        if len(queue) < batch:
+            queue = np.concatenate([queue, order.permutation(n)])
+        yield queue[:batch]
+        queue = queue[batch:]
+
+
 class _NoWriter:
     def write_scalars(self, step, scalars):
         pass
@@ -202,15 +212,11 @@ def run_rendered(args, ada: bool):
         }
 
     log = loop.MetricsLog(_NoWriter(), args.log_every)
-    order = np.random.default_rng(args.seed)
-    queue = np.zeros(0, np.int64)
+    order = batch_indices(args.seed, len(train), config.batch_size)
     curves = []
     t0 = time.time()
     for step in range(1, config.num_steps + 1):
-        if len(queue) < config.batch_size:  # epochs of the training faces, reshuffled
-            queue = np.concatenate([queue, order.permutation(len(train))])
-        take, queue = queue[: config.batch_size], queue[config.batch_size :]
-        batch = loop.global_batch({"image": train[take]}, mesh)
+        batch = loop.global_batch({"image": train[next(order)]}, mesh)
         scored = step % args.fd_every == 0 or step == config.num_steps
         # D's signs also under the D this step starts from (the state is donated to the
         # step): D's level swings from one step to the next.

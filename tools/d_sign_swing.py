@@ -45,16 +45,6 @@ def settings(args):
     )
 
 
-def batches(seed, n, batch=8):
-    """Epochs of indices 0 … n−1, reshuffled, `batch` at a time (ada_experiment's order)."""
-    order, queue = np.random.default_rng(seed), np.zeros(0, np.int64)
-    while True:
-        if len(queue) < batch:
-            queue = np.concatenate([queue, order.permutation(n)])
-        yield queue[:batch]
-        queue = queue[batch:]
-
-
 def stylejax_signs(args, train):
     """(in-step signs of each step's reals, E[sign] over `train` under each of the last
     --consecutive D states)."""
@@ -76,7 +66,7 @@ def stylejax_signs(args, train):
     step_fn = loop.compile_step(task, mesh, shardings)
     signs = jax.jit(lambda v, x: jnp.sign(D.apply(v, x)))
     in_step, swing = [], []
-    order = batches(args.seed, len(train))
+    order = ada_experiment.batch_indices(args.seed, len(train), 8)
     t0 = time.time()
     for step in range(args.steps + args.consecutive):
         real = train[next(order)]
@@ -93,6 +83,7 @@ def official_signs(args, train):
     """The same for stylegan2-ada-pytorch: its Generator, Discriminator and StyleGAN2Loss,
     driven by its training loop's phase logic (Gmain; Greg every 4, empty without path length
     but keeping G's lazy factor; Dmain; Dreg every 16 with gain 16)."""
+    import ada_experiment
     import torch
     from ada_torch_worker import _stub_missing, run_phases
 
@@ -140,7 +131,7 @@ def official_signs(args, train):
             return D(img, None).sign()
 
     in_step, swing = [], []
-    order = batches(args.seed, len(train))
+    order = ada_experiment.batch_indices(args.seed, len(train), 8)
     t0 = time.time()
     for step in range(args.steps + args.consecutive):
         real = x[torch.from_numpy(next(order))]
