@@ -175,10 +175,12 @@ def test_ada_experiment_rendered_run_records_its_settings_and_scores(tmp_path):
     out = tmp_path / "ada8"
     flags = "--rendered --resolution 8 --channel-base 16 --channel-max 8 --images 8"
     flags += " --test-images 8 --steps 2 --log-every 1 --fd-every 2 --lr 0.001 --pl-weight 0"
+    flags += " --seed 3"
     load_tool("ada_experiment").main([*flags.split(), "--only", "noaug", "--out", str(out)])
     run = json.loads(out.with_suffix(".json").read_text())["noaug"]
     config = run["config"]
-    assert (config["resolution"], config["lr"], config["pl_weight"]) == (8, 0.001, 0.0)
+    settings = (config["resolution"], config["lr"], config["pl_weight"], config["seed"])
+    assert settings == (8, 0.001, 0.0, 3)
     assert config["rendered"] and config["augment"] == "off"
     assert [c["step"] for c in run["curves"]] == [1, 2]
     scored = run["curves"][1]

@@ -132,6 +132,7 @@ def record(args, config, ada, state, seconds, scores, curves, **extra) -> dict:
             "lr": config.train.d_lr,
             "augment": config.augment.preset or "off",
             "ada_kimg": config.augment.ada_kimg if ada else None,
+            "seed": args.seed,
             **extra,
         },
         "seconds": round(seconds),
