@@ -22,15 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-import ada_experiment
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from stylejax.train import loop
-from stylejax.train import stylegan2 as trainer
-
-RES, IMAGES, BATCH, CHUNK = 8, 1000, 8, 100
+RES, IMAGES, CHUNK = 8, 1000, 100
 
 
 def settings(args):
@@ -39,11 +33,11 @@ def settings(args):
         steps=args.steps + args.consecutive,
         log_every=250,
         seed=args.seed,
-        batch=BATCH,
+        batch=8,
         channel_base=1024,
         channel_max=256,
         resolution=RES,
-        r1_gamma=0.0002 * RES**2 / BATCH,
+        r1_gamma=0.0002 * RES**2 / 8,
         pl_weight=0.0,
         lr=args.lr,
         preset="",
@@ -54,6 +48,13 @@ def settings(args):
 def stylejax_signs(args, train):
     """(in-step signs of each step's reals, E[sign] over `train` under each of the last
     --consecutive D states)."""
+    import ada_experiment
+    import jax
+    import jax.numpy as jnp
+
+    from stylejax.train import loop
+    from stylejax.train import stylegan2 as trainer
+
     config = ada_experiment.make_config(settings(args), ada=False)
     loop.setup_jax()
     task = trainer.make_task(config)
@@ -65,7 +66,7 @@ def stylejax_signs(args, train):
     step_fn = loop.compile_step(task, mesh, shardings)
     signs = jax.jit(lambda v, x: jnp.sign(D.apply(v, x)))
     in_step, swing = [], []
-    order = ada_experiment.batch_indices(args.seed, len(train), BATCH)
+    order = ada_experiment.batch_indices(args.seed, len(train), 8)
     t0 = time.time()
     for step in range(args.steps + args.consecutive):
         real = train[next(order)]
@@ -82,6 +83,7 @@ def official_signs(args, train):
     """The same for stylegan2-ada-pytorch: its Generator, Discriminator and StyleGAN2Loss,
     driven by its training loop's phase logic (Gmain; Greg every 4, empty without path length
     but keeping G's lazy factor; Dmain; Dreg every 16 with gain 16)."""
+    import ada_experiment
     import torch
     from ada_torch_worker import _stub_missing, run_phases
 
@@ -129,7 +131,7 @@ def official_signs(args, train):
             return D(img, None).sign()
 
     in_step, swing = [], []
-    order = ada_experiment.batch_indices(args.seed, len(train), BATCH)
+    order = ada_experiment.batch_indices(args.seed, len(train), 8)
     t0 = time.time()
     for step in range(args.steps + args.consecutive):
         real = x[torch.from_numpy(next(order))]
@@ -167,7 +169,9 @@ def main(argv=None):
         parser.error("--steps must be at least 1 and --consecutive at least 2")
     if args.ada and not (Path(args.ada) / "training" / "networks.py").is_file():
         parser.error(f"--ada {args.ada}: no training/networks.py (not a stylegan2-ada-pytorch)")
-    train = ada_experiment.rendered_faces("train", IMAGES, RES)
+    from ada_experiment import rendered_faces
+
+    train = rendered_faces("train", IMAGES, RES)
     runs = {"stylejax": stylejax_signs(args, train)}
     if args.ada:
         runs["stylegan2-ada-pytorch"] = official_signs(args, train)
